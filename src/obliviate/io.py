@@ -1,0 +1,220 @@
+"""Atomic file writes, safetensors checkpoints, content hashes and run provenance. Nothing is loaded with pickle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from obliviate.errors import ObliviateError
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def ensure_writable_dir(path: str | Path) -> Path:
+    """Create ``path`` (and parents) and check we can write into it; clear error otherwise."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        probe = p / f".write-test-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ObliviateError(f"output directory {str(p)!r} is not writable: {exc.strerror or exc}") from None
+    return p
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temp file in the same directory, fsync, then rename over ``path`` (readers never see half a file)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(p.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    p = Path(path)
+    if not p.is_file():
+        raise ObliviateError(f"{str(p)!r} does not exist")
+    try:
+        return json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ObliviateError(f"{str(p)!r} is not valid JSON: {exc}") from None
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.tolist()
+    if isinstance(x, Path):
+        return str(x)
+    if hasattr(x, "item"):
+        return x.item()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+# --- checkpoints -------------------------------------------------------------------------------------------------
+
+
+def save_pretrained_atomic(
+    model: nn.Module,
+    directory: str | Path,
+    extra: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    extra_files: Mapping[str, bytes] | None = None,
+) -> Path:
+    """Save a HF model (safetensors) into ``directory`` atomically: write a sibling temp dir, fsync, rename.
+
+    An existing ``directory`` is only replaced when ``overwrite``; it stays intact if anything fails.
+    ``extra`` is written next to the weights as ``obliviate.json`` (metadata, never code); ``extra_files`` are
+    further files (name -> bytes, e.g. optimizer state as safetensors) that land in the same atomic rename.
+    """
+    dst = Path(directory)
+    if dst.exists() and not overwrite:
+        raise ObliviateError(f"checkpoint {str(dst)!r} already exists; choose another path or remove it")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if extra is not None:
+            (tmp / "obliviate.json").write_text(json.dumps(extra, indent=2, default=_json_default))
+        for name, data in (extra_files or {}).items():
+            (tmp / name).write_bytes(data)
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if dst.exists():
+            old = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(dst, old)
+            os.replace(tmp, dst)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(dst.parent)
+    return dst
+
+
+def load_causal_lm(directory: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Load a Hugging Face causal LM from a local directory (safetensors only; no remote code, no pickle)."""
+    from transformers import AutoModelForCausalLM
+
+    d = Path(directory)
+    if not d.is_dir():
+        raise ObliviateError(f"model checkpoint {str(d)!r} does not exist (expected a directory with config.json)")
+    if not (d / "config.json").is_file():
+        raise ObliviateError(f"model checkpoint {str(d)!r} has no config.json")
+    if not any(d.glob("*.safetensors")):
+        raise ObliviateError(f"model checkpoint {str(d)!r} has no .safetensors weights (pickle files are not loaded)")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(d, use_safetensors=True, trust_remote_code=False)
+    except Exception as exc:  # corrupt or truncated files surface as many exception types
+        raise ObliviateError(f"model checkpoint {str(d)!r} could not be loaded (corrupt?): {exc}") from None
+    return model.to(device)
+
+
+def save_tensors_atomic(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
+    from safetensors.torch import save
+
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=dict(metadata or {}))
+    atomic_write_bytes(path, data)
+
+
+def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    if not p.is_file():
+        raise ObliviateError(f"{str(p)!r} does not exist")
+    try:
+        return load_file(p)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ObliviateError(f"{str(p)!r} is not a readable safetensors file (corrupt?): {exc}") from None
+
+
+# --- hashes and provenance ----------------------------------------------------------------------------------------
+
+
+def hash_tensors(tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
+    """sha256 over (name, dtype, shape, bytes) of each tensor, in the given order."""
+    h = hashlib.sha256()
+    for name, t in tensors:
+        t = t.detach().contiguous().cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def hash_model(model: nn.Module) -> str:
+    return hash_tensors(sorted(model.state_dict().items()))
+
+
+def hash_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=_json_default).encode()).hexdigest()
+
+
+def git_sha() -> str | None:
+    """The obliviate source tree's git commit (None outside a checkout)."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def package_versions() -> dict[str, str]:
+    import numpy
+    import transformers
+
+    import obliviate
+
+    return {
+        "python": platform.python_version(),
+        "obliviate": obliviate.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+    }

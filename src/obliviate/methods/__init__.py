@@ -1,0 +1,7 @@
+"""Unlearning methods. Importing this package registers every method in ``METHODS``."""
+
+from obliviate.methods import lm as _lm  # noqa: F401
+from obliviate.methods import localize as _localize  # noqa: F401
+from obliviate.methods.base import METHODS, LoopConfig, LossMethod, UnlearningMethod, build_method
+
+__all__ = ["METHODS", "LoopConfig", "LossMethod", "UnlearningMethod", "build_method"]

@@ -1,0 +1,76 @@
+"""Batched greedy decoding with a KV cache, for prompts of different lengths (left padding + position ids)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+@torch.no_grad()
+def greedy_continue(
+    model: nn.Module,
+    rows: Tensor,
+    prompt_len: Tensor,
+    max_new_tokens: int,
+    pad_id: int,
+    batch_size: int = 256,
+) -> Tensor:
+    """Greedy continuation of ``rows[i, :prompt_len[i]]`` for ``max_new_tokens`` tokens each.
+
+    rows: (N, T) token ids; prompt_len: (N,) -> (N, max_new_tokens). Prompts are sorted by length and left-padded
+    within a batch; position ids skip the padding, so every row decodes exactly as it would alone.
+    """
+    n = rows.shape[0]
+    out = torch.empty((n, max_new_tokens), dtype=torch.long)
+    if n == 0 or max_new_tokens == 0:
+        return out
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    order = torch.argsort(prompt_len, stable=True)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        lens = prompt_len[idx]
+        p_max = int(lens.max())
+        B = idx.numel()
+        ids = torch.full((B, p_max), pad_id, dtype=torch.long)
+        mask = torch.zeros((B, p_max), dtype=torch.long)
+        for j, (i, p) in enumerate(zip(idx.tolist(), lens.tolist())):
+            ids[j, p_max - p :] = rows[i, :p]
+            mask[j, p_max - p :] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        pos = (mask.cumsum(1) - 1).clamp_min(0)  # (B, P)
+        result = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        past = result.past_key_values
+        nxt = result.logits[:, -1].argmax(-1)  # (B,)
+        gen = [nxt]
+        last_pos = pos[:, -1]
+        for _ in range(max_new_tokens - 1):
+            mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=device)], 1)
+            last_pos = last_pos + 1
+            result = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last_pos[:, None],
+                           past_key_values=past, use_cache=True)
+            past = result.past_key_values
+            nxt = result.logits[:, -1].argmax(-1)
+            gen.append(nxt)
+        out[idx] = torch.stack(gen, 1).cpu()
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def greedy_continue_reference(model: nn.Module, rows: Tensor, prompt_len: Tensor, max_new_tokens: int,
+                              pad_id: int) -> Tensor:
+    """One ``model.generate`` call per sequence (the slow baseline the benchmark compares against)."""
+    from transformers import GenerationConfig
+
+    device = next(model.parameters()).device
+    gen_cfg = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id, eos_token_id=None)
+    out = torch.full((rows.shape[0], max_new_tokens), pad_id, dtype=torch.long)
+    for i in range(rows.shape[0]):
+        p = int(prompt_len[i])
+        ids = rows[i : i + 1, :p].to(device)
+        g = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=gen_cfg)
+        new = g[0, p:].cpu()
+        out[i, : new.numel()] = new
+    return out

@@ -1,0 +1,60 @@
+"""Teacher-forced next-token accuracy and perplexity (TinyMem metrics, spec 1.4)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from obliviate.losses.nll import shift_targets, token_nll
+from obliviate.metrics.base import register_metric
+from obliviate.metrics.memorization import TINYMEM
+from obliviate.types import MetricResult
+
+
+def accuracy_counts(logits: Tensor, input_ids: Tensor, pad_id: int) -> tuple[int, int, int, int]:
+    """(hits over all positions, all positions, hits on non-PAD targets, non-PAD targets). logits: (B, T, V)."""
+    targets, mask = shift_targets(input_ids, pad_id)
+    hit = logits[:, :-1].argmax(-1) == targets  # (B, T-1)
+    return int(hit.sum()), hit.numel(), int((hit & mask).sum()), int(mask.sum())
+
+
+@register_metric("accuracy", higher_is_better=True, paper=TINYMEM,
+                 description="teacher-forced next-token accuracy over all positions incl. PAD (reference), per test set")
+@torch.no_grad()
+def accuracy(model: nn.Module, rows: Tensor, pad_id: int, batch_size: int = 256) -> MetricResult:
+    """Teacher-forced argmax accuracy on (N, T) rows, in %. ``value`` counts every position including PAD targets,
+    as the reference code does; ``breakdown['non_pad']`` counts only real-token targets (a stricter number)."""
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    h = n = hp = np_ = 0
+    for s in range(0, rows.shape[0], batch_size):
+        batch = rows[s : s + batch_size].to(device)
+        a, b, c, d = accuracy_counts(model(input_ids=batch).logits, batch, pad_id)
+        h, n, hp, np_ = h + a, n + b, hp + c, np_ + d
+    model.train(was)
+    return MetricResult("accuracy", 100.0 * h / max(n, 1), True,
+                        breakdown={"non_pad": 100.0 * hp / max(np_, 1)})
+
+
+@register_metric("perplexity", higher_is_better=False, paper=TINYMEM,
+                 description="mean over test batches of exp(batch mean token NLL), PAD targets excluded")
+@torch.no_grad()
+def perplexity(model: nn.Module, rows: Tensor, pad_id: int, batch_size: int = 64) -> MetricResult:
+    """Reference definition: mean over batches of exp(mean token NLL of the batch); per-sequence NLLs kept."""
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    ppl_batches: list[float] = []
+    per_item: list[float] = []
+    for s in range(0, rows.shape[0], batch_size):
+        batch = rows[s : s + batch_size].to(device)
+        logits = model(input_ids=batch).logits
+        targets, mask = shift_targets(batch, pad_id)
+        nll = token_nll(logits[:, :-1], targets) * mask
+        per_item.extend((nll.sum(1) / mask.sum(1).clamp_min(1)).tolist())
+        ppl_batches.append(math.exp(float(nll.sum() / mask.sum().clamp_min(1))))
+    model.train(was)
+    return MetricResult("perplexity", sum(ppl_batches) / max(len(ppl_batches), 1), False, per_item=per_item)

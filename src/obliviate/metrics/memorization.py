@@ -1,0 +1,85 @@
+"""% memorized / % non-memorized-correct of TinyMem artifacts (Sakarvadia et al., 2024, spec 1.4).
+
+For each artifact whose continuation differs from its clean counterpart, prompt the model with the CLEAN prefix
+(first ``prompt_len`` tokens; 50 for noise, up to the trigger for backdoors), decode greedily ``k`` = 50 tokens and
+call it memorized iff they equal the artifact's tokens [p, p+k) exactly; "correct" iff they equal the clean ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from obliviate.metrics.base import register_metric
+from obliviate.metrics.generation import greedy_continue
+from obliviate.types import MetricResult, Paper
+
+TINYMEM = Paper("Mitigating Memorization in Language Models", "2410.02159", 2024, "Sakarvadia et al.")
+
+
+@dataclass
+class MemorizationScores:
+    """Per-artifact outcomes. All tensors are (N,) bool/int."""
+
+    eligible: Tensor  # artifact continuation differs from the clean one (others are discarded)
+    memorized: Tensor
+    correct: Tensor
+    group: Tensor
+
+    def percent(self, which: str = "memorized", group: int | None = None) -> float:
+        sel = self.eligible if group is None else self.eligible & (self.group == group)
+        n = int(sel.sum())
+        if n == 0:
+            return float("nan")
+        hits = getattr(self, which)[sel]
+        return 100.0 * float(hits.float().mean())
+
+
+def compare_continuations(generated: Tensor, artifact: Tensor, clean: Tensor, prompt_len: Tensor,
+                          k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Pure scoring step. generated: (N, k) tokens decoded after each prompt; artifact/clean: (N, T) full rows.
+
+    Returns (eligible, memorized, correct), each (N,) bool. Windows running past T are compared on their in-range
+    part only (backdoor triggers late in a row).
+    """
+    n, T = artifact.shape
+    pos = prompt_len[:, None] + torch.arange(k)[None, :]  # (N, k) absolute positions
+    valid = pos < T
+    pos_c = pos.clamp_max(T - 1)
+    art = artifact.gather(1, pos_c)
+    cln = clean.gather(1, pos_c)
+    eligible = ((art != cln) & valid).any(1)
+    memorized = ((generated == art) | ~valid).all(1)
+    correct = ((generated == cln) | ~valid).all(1)
+    return eligible, memorized, correct
+
+
+def score_memorization(model: nn.Module, artifacts: Tensor, clean: Tensor, prompt_len: Tensor, group: Tensor,
+                       pad_id: int, k: int = 50, batch_size: int = 256) -> MemorizationScores:
+    """Run the model on every artifact's clean prefix and score the continuation (no model state is changed)."""
+    generated = greedy_continue(model, clean, prompt_len, k, pad_id, batch_size=batch_size)
+    eligible, memorized, correct = compare_continuations(generated, artifacts, clean, prompt_len, k)
+    return MemorizationScores(eligible, memorized, correct, group)
+
+
+@register_metric("percent_memorized", higher_is_better=False, paper=TINYMEM,
+                 description="% of artifacts whose greedy continuation of the clean prefix reproduces the artifact")
+def percent_memorized(model: nn.Module, artifacts: Tensor, clean: Tensor, prompt_len: Tensor, group: Tensor,
+                      pad_id: int, group_names: tuple[str, ...] = (), k: int = 50,
+                      batch_size: int = 256) -> tuple[MetricResult, MetricResult, MemorizationScores]:
+    """(% memorized, % non-memorized-correct, per-item scores); breakdowns per duplication group."""
+    s = score_memorization(model, artifacts, clean, prompt_len, group, pad_id, k, batch_size)
+    names = group_names or tuple(f"group_{g}" for g in range(int(group.max()) + 1 if group.numel() else 0))
+    mem = MetricResult(
+        "percent_memorized", s.percent("memorized"), False,
+        per_item=[float(m) if e else float("nan") for m, e in zip(s.memorized.tolist(), s.eligible.tolist())],
+        breakdown={name: s.percent("memorized", g) for g, name in enumerate(names)},
+    )
+    cor = MetricResult(
+        "percent_correct", s.percent("correct"), True,
+        per_item=[float(c) if e else float("nan") for c, e in zip(s.correct.tolist(), s.eligible.tolist())],
+        breakdown={name: s.percent("correct", g) for g, name in enumerate(names)},
+    )
+    return mem, cor, s
