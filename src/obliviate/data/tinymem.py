@@ -63,8 +63,8 @@ class TinyMemDataConfig:
         for name in ("n_main", "length", "max_ctx", "modulus"):
             if getattr(self, name) <= 0:
                 raise ObliviateError(f"data.{name} must be > 0, got {getattr(self, name)}")
-        if self.n_aux < self.n_test and self.aux_c:
-            raise ObliviateError(f"data.n_aux ({self.n_aux}) must be >= data.n_test ({self.n_test})")
+        if self.n_aux <= self.n_test and self.aux_c:
+            raise ObliviateError(f"data.n_aux ({self.n_aux}) must be > data.n_test ({self.n_test})")
         if not 0 < self.n_test < self.n_main:
             raise ObliviateError(f"data.n_test must be in (0, n_main={self.n_main}), got {self.n_test}")
         if self.artifact == "noise" and not 0 < self.n_artifacts <= self.n_main - self.n_test:

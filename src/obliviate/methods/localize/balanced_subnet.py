@@ -33,7 +33,7 @@ class BalancedSubnetConfig(SubnetConfig):
 @METHODS.register("balanced_subnet")
 class BalancedSubnet(_SupermaskMethod):
     config_cls = BalancedSubnetConfig
-    use_retain = True
+    needs_retain = True
 
     def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, float]]:
         ce_f = sequence_nll(model(input_ids=batch.forget).logits, batch.forget, batch.pad_id)

@@ -41,7 +41,7 @@ class _SupermaskMethod:
 
     config_cls: type[SubnetConfig] = SubnetConfig
     paper = TINYMEM
-    use_retain = False
+    needs_retain = False
 
     def __init__(self, config: SubnetConfig | None = None) -> None:
         self.config = config if config is not None else self.config_cls()
@@ -52,12 +52,12 @@ class _SupermaskMethod:
     def unlearn(self, model: nn.Module, data: UnlearnData) -> UnlearnResult:
         from obliviate.train.loop import run_loop
 
-        if self.use_retain and data.retain.shape[0] == 0:
+        if self.needs_retain and data.retain.shape[0] == 0:
             raise ObliviateError(f"{type(self).__name__} needs a non-empty retain set")
         masks = attach_supermasks(model, self.config.ratio, generator_seed=self.config.seed)
         try:
             result = run_loop(model, [m.scores for m in masks], self.loss, data, self.config,
-                              use_retain=self.use_retain)
+                              use_retain=self.needs_retain)
         finally:
             pruned = bake_supermasks(model)
         result.info["pruned_fraction"] = sum(pruned.values()) / max(len(pruned), 1)
