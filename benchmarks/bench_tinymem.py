@@ -136,14 +136,14 @@ def bench_training(data: TinyMemData, steps: int, warmup: int, rounds: int, peak
     fns: dict[str, Step] = {"ours": ours_step, "hf_plain": hf_step}
     n_params = non_embedding_params(models["ours"])
     idx = batches(data.train.shape[0], warmup + steps * rounds)
-    for k in models:  # warm-up on the same batches
+    for k, fn in fns.items():  # warm-up on the same batches
         for i in idx[:warmup]:
-            fns[k](models[k], opts[k], data.train[i])
+            fn(models[k], opts[k], data.train[i])
     best: dict[str, dict[str, float]] = {}
     for r in range(rounds):
         block = idx[warmup + r * steps : warmup + (r + 1) * steps]
-        for k in models:
-            res = time_steps(fns[k], models[k], opts[k], data.train, block, cfg, n_params)
+        for k, fn in fns.items():
+            res = time_steps(fn, models[k], opts[k], data.train, block, cfg, n_params)
             if k not in best or res["tokens_per_s"] > best[k]["tokens_per_s"]:
                 best[k] = res
     for res in best.values():

@@ -87,7 +87,7 @@ def run(argv: list[str] | None = None) -> int:
         pipeline.train(cfg, out, overwrite=args.overwrite, progress=progress)
         print(f"model: {Path(out) / 'model'}\nresults: {Path(out) / 'train.json'}")
     elif args.command in ("eval", "unlearn"):
-        model, trained_cfg = pipeline.load_trained(args.model)
+        model, trained_cfg, meta = pipeline.load_trained(args.model)
         overrides = args.overrides
         if args.command == "unlearn":
             overrides = _method_overrides(overrides, args.method)
@@ -103,13 +103,15 @@ def run(argv: list[str] | None = None) -> int:
             cfg = _load(args)
         out = args.out or str(Path(args.model).parent / args.command)
         if args.command == "eval":
-            res = pipeline.evaluate(model, cfg, out, overwrite=args.overwrite)
+            res = pipeline.evaluate(model, cfg, out, overwrite=args.overwrite,
+                                    expected_data_hash=meta.get("data_hash"))
             m = res["metrics"]
             print(f"% memorized {m['percent_memorized']['value']:.1f} {m['percent_memorized']['by_group']}")
             print(f"accuracy {m['accuracy']['by_test']}")
             print(f"results: {Path(out) / 'eval.json'}")
         else:
-            pipeline.unlearn(model, cfg, args.method, out, overwrite=args.overwrite)
+            pipeline.unlearn(model, cfg, args.method, out, overwrite=args.overwrite,
+                             expected_data_hash=meta.get("data_hash"))
             print(f"results: {Path(out) / 'results.json'}")
     return 0
 

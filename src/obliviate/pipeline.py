@@ -109,25 +109,36 @@ def _fingerprint(cfg: suite.TinyMemConfig) -> str:
     return run_fingerprint(to_dict(cfg.data), to_dict(cfg.model), t, cfg.seed)
 
 
-def load_trained(model_dir: str | Path) -> tuple[nn.Module, suite.TinyMemConfig | None]:
-    """A saved model plus the TinyMem config it was trained with (None for a foreign checkpoint)."""
+def load_trained(model_dir: str | Path) -> tuple[nn.Module, suite.TinyMemConfig | None, dict[str, Any]]:
+    """A saved model, the TinyMem config it was trained with (None for a foreign checkpoint) and its metadata."""
     from obliviate.config import from_dict
 
     model = load_causal_lm(model_dir)
     meta_path = Path(model_dir) / "obliviate.json"
-    cfg = from_dict(suite.TinyMemConfig, read_json(meta_path)["config"]) if meta_path.is_file() else None
-    return model, cfg
+    meta = read_json(meta_path) if meta_path.is_file() else {}
+    cfg = from_dict(suite.TinyMemConfig, meta["config"]) if "config" in meta else None
+    return model, cfg, meta
+
+
+def check_data(data: TinyMemData, expected_hash: str | None, say: Printer) -> str:
+    """Warn when the data built now is not the data the model was trained on (a different config)."""
+    h = data_hash(data)
+    if expected_hash and h != expected_hash:
+        say(f"warning: this config builds different data (hash {h[:12]}) than the model was trained on "
+            f"({expected_hash[:12]}); memorization is measured on artifacts the model may never have seen")
+    return h
 
 
 def evaluate(model: nn.Module, cfg: suite.TinyMemConfig, out: str | Path, overwrite: bool = False,
-             data: TinyMemData | None = None) -> dict[str, Any]:
+             data: TinyMemData | None = None, expected_data_hash: str | None = None,
+             say: Printer = _print) -> dict[str, Any]:
     out_dir = prepare_out(out, overwrite, "eval.json")
     suite.set_threads(cfg)
     data = data if data is not None else suite.build_data(cfg)
     results = provenance(cfg, "eval")
     with track("eval") as cost:
         ev = suite.evaluate(model, data, cfg)
-    results["hashes"].update({"data": data_hash(data), "model": hash_model(model)})
+    results["hashes"].update({"data": check_data(data, expected_data_hash, say), "model": hash_model(model)})
     results["metrics"] = ev.metrics
     results["phases"] = {"eval": cost.to_dict()}
     write_json(out_dir / "eval.json", results)
@@ -136,7 +147,7 @@ def evaluate(model: nn.Module, cfg: suite.TinyMemConfig, out: str | Path, overwr
 
 def unlearn(model: nn.Module, cfg: suite.TinyMemConfig, methods: list[str], out: str | Path,
             overwrite: bool = False, data: TinyMemData | None = None, say: Printer = _print,
-            base_results: dict[str, Any] | None = None) -> dict[str, Any]:
+            base_results: dict[str, Any] | None = None, expected_data_hash: str | None = None) -> dict[str, Any]:
     """Evaluate, run each method (sweeping ``cfg.selection[name]`` when given), evaluate again, write
     ``results.json`` + ``report.md`` and the edited models under ``out/unlearned/NAME``."""
     out_dir = prepare_out(out, overwrite, "results.json")
@@ -152,7 +163,7 @@ def unlearn(model: nn.Module, cfg: suite.TinyMemConfig, methods: list[str], out:
         before = suite.evaluate(model, data, cfg)
     phases["eval_before"] = c.to_dict()
     say(f"before: {before.memorized:.1f}% memorized, mean accuracy {before.mean_accuracy:.2f}%")
-    results["hashes"].update({"data": data_hash(data), "model_before": hash_model(model)})
+    results["hashes"].update({"data": check_data(data, expected_data_hash, say), "model_before": hash_model(model)})
     results["before"] = before.metrics
     records = []
     for name in methods:
