@@ -17,6 +17,7 @@ from obliviate.errors import ObliviateError
 from obliviate.io import (
     atomic_write_text,
     ensure_writable_dir,
+    git_dirty,
     git_sha,
     hash_json,
     hash_model,
@@ -57,6 +58,7 @@ def provenance(cfg: suite.TinyMemConfig, command: str) -> dict[str, Any]:
         "seed": cfg.seed,
         "config": resolved,
         "git_sha": git_sha(),
+        "git_dirty": git_dirty(),
         "versions": package_versions(),
         "hashes": {"config": hash_json(resolved)},
     }
