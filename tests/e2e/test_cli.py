@@ -87,3 +87,11 @@ def test_list(capsys):
     out = capsys.readouterr().out
     for name in ("balanced_subnet", "subnet", "grad_diff", "grad_ascent", "percent_memorized", "tinymem-cpu"):
         assert name in out
+
+
+def test_eval_warns_when_config_builds_other_data(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "tinymem-micro", "--set", "train.epochs=1", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--model", str(out / "model"), "--set", "data.seed=5", "--out", str(out / "e")]) == 0
+    assert "different data" in capsys.readouterr().err

@@ -24,8 +24,3 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
     g = torch.Generator()
     g.manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=g)
-
-
-def attention_mask_for(rows: Tensor, pad_id: int) -> Tensor:
-    """1 on real tokens and on the first PAD of a right-padded row (its target side), 0 on the rest."""
-    return (rows != pad_id).long()
