@@ -101,6 +101,9 @@ def run(argv: list[str] | None = None) -> int:
             cfg = from_dict(TinyMemConfig, apply_overrides(to_dict(trained_cfg), overrides))
         else:
             cfg = _load(args)
+        from obliviate.suites.tinymem import resolve_device
+
+        model = model.to(resolve_device(cfg.device))
         out = args.out or str(Path(args.model).parent / args.command)
         if args.command == "eval":
             res = pipeline.evaluate(model, cfg, out, overwrite=args.overwrite,

@@ -51,6 +51,7 @@ class TinyMemConfig:
 
     seed: int = 0
     threads: int = 0  # torch intra-op threads (0 = torch's default)
+    device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", "mps"
     data: TinyMemDataConfig = field(default_factory=TinyMemDataConfig)
     model: TinyMemModelConfig = field(default_factory=TinyMemModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -59,6 +60,7 @@ class TinyMemConfig:
     selection: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        resolve_device(self.device)  # validates
         if self.model.n_positions < self.data.max_ctx:
             raise ObliviateError(f"model.n_positions ({self.model.n_positions}) < data.max_ctx ({self.data.max_ctx})")
         for name, params in self.methods.items():
@@ -77,8 +79,18 @@ def build_data(cfg: TinyMemConfig) -> TinyMemData:
     return generate(cfg.data)
 
 
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> cuda when available, else cpu; anything else must be a device torch understands."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ObliviateError(f"unknown device {name!r} (valid: auto, cpu, cuda, cuda:N, mps)") from None
+
+
 def new_model(cfg: TinyMemConfig) -> nn.Module:
-    return build_model(cfg.model, seed=cfg.seed)
+    return build_model(cfg.model, seed=cfg.seed).to(resolve_device(cfg.device))
 
 
 @dataclass

@@ -116,6 +116,7 @@ def pretrain(
     """
     if rows.ndim != 2 or rows.shape[0] == 0:
         raise ObliviateError(f"training data must be a non-empty (N, T) token tensor, got shape {tuple(rows.shape)}")
+    device = next(model.parameters()).device
     opt = make_optimizer(model, cfg)
     start_epoch = 0
     history: list[dict[str, float]] = []
@@ -135,7 +136,7 @@ def pretrain(
         if found:
             last = found[-1]
             state = read_json(last / "trainer_state.json")
-            loaded = load_causal_lm(last)
+            loaded = load_causal_lm(last, device=device)
             model.load_state_dict(loaded.state_dict())
             _load_optimizer(opt, last / "optimizer.safetensors")
             start_epoch = int(state["epoch"])
@@ -152,7 +153,7 @@ def pretrain(
         perm = epoch_permutation(n, seed, epoch)
         total = 0.0
         for s in range(steps_per_epoch):
-            batch = trim_padding(rows[perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]], pad_id)
+            batch = trim_padding(rows[perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]], pad_id).to(device)
             logits = model(input_ids=batch).logits  # (B, T, V)
             loss = mean_nll(logits, batch, pad_id=None)
             opt.zero_grad(set_to_none=True)
