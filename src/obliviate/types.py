@@ -70,7 +70,7 @@ class MetricResult:
     name: str
     value: float
     higher_is_better: bool
-    per_item: list[float] | None = None
+    per_item: list[float | None] | None = None  # None marks an item the metric does not score
     breakdown: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -90,3 +90,11 @@ def test_batched_kv_cache_decoding_equals_per_sequence_generate(micro_data, tiny
     fast = greedy_continue(tiny_model, rows, plen, 20, PAD, batch_size=4)
     slow = greedy_continue_reference(tiny_model, rows, plen, 20, PAD)
     assert torch.equal(fast, slow)
+
+
+def test_results_json_is_strict(tmp_path):
+    from obliviate.io import read_json, write_json
+
+    write_json(tmp_path / "r.json", {"a": float("nan"), "b": [1.0, float("inf")], "c": (1, 2)})
+    assert read_json(tmp_path / "r.json") == {"a": None, "b": [1.0, None], "c": [1, 2]}
+    assert "NaN" not in (tmp_path / "r.json").read_text()

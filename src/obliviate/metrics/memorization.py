@@ -74,12 +74,12 @@ def percent_memorized(model: nn.Module, artifacts: Tensor, clean: Tensor, prompt
     names = group_names or tuple(f"group_{g}" for g in range(int(group.max()) + 1 if group.numel() else 0))
     mem = MetricResult(
         "percent_memorized", s.percent("memorized"), False,
-        per_item=[float(m) if e else float("nan") for m, e in zip(s.memorized.tolist(), s.eligible.tolist())],
+        per_item=[float(m) if e else None for m, e in zip(s.memorized.tolist(), s.eligible.tolist())],
         breakdown={name: s.percent("memorized", g) for g, name in enumerate(names)},
     )
     cor = MetricResult(
         "percent_correct", s.percent("correct"), True,
-        per_item=[float(c) if e else float("nan") for c, e in zip(s.correct.tolist(), s.eligible.tolist())],
+        per_item=[float(c) if e else None for c, e in zip(s.correct.tolist(), s.eligible.tolist())],
         breakdown={name: s.percent("correct", g) for g, name in enumerate(names)},
     )
     return mem, cor, s
