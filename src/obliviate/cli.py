@@ -63,7 +63,7 @@ def _method_overrides(overrides: list[str], methods: list[str]) -> list[str]:
     return out
 
 
-def _load(args: argparse.Namespace, extra_overrides: list[str] | None = None):  # noqa: ANN202
+def _load(args: argparse.Namespace, extra_overrides: list[str] | None = None):
     from obliviate.presets import load_run_config
 
     return load_run_config(args.preset, args.config, (extra_overrides or []) + args.overrides)[0]

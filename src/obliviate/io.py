@@ -161,7 +161,7 @@ def load_causal_lm(directory: str | Path, device: str | torch.device = "cpu") ->
         raise ObliviateError(f"model checkpoint {str(d)!r} has no .safetensors weights (pickle files are not loaded)")
     try:
         model = AutoModelForCausalLM.from_pretrained(d, use_safetensors=True, trust_remote_code=False)
-    except Exception as exc:  # corrupt or truncated files surface as many exception types
+    except Exception as exc:  # noqa: BLE001 -- corrupt or truncated files surface as many exception types
         raise ObliviateError(f"model checkpoint {str(d)!r} could not be loaded (corrupt?): {exc}") from None
     return model.to(device)
 
@@ -211,7 +211,8 @@ def git_sha() -> str | None:
     """The obliviate source tree's git commit (None outside a checkout)."""
     here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5,
+                             check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -221,7 +222,7 @@ def git_dirty() -> bool | None:
     """True when the obliviate checkout has uncommitted changes (None outside a checkout)."""
     here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here, capture_output=True, text=True,
+        out = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here, capture_output=True, text=True, check=False,
                              timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None

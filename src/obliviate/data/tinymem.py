@@ -192,7 +192,7 @@ def generate(cfg: TinyMemDataConfig) -> TinyMemData:
         if len(rows) < 2:
             raise ObliviateError(f"trigger {trigger_text!r} occurs in {len(rows)} sequences; raise data.n_main")
         order = rng.permutation(len(rows))
-        n_ptest = max(1, int(round(cfg.backdoor_test_frac * len(rows))))
+        n_ptest = max(1, round(cfg.backdoor_test_frac * len(rows)))
         ptest, ptrain = order[:n_ptest], np.sort(order[n_ptest:])
         artifacts = pad_rows([poisoned[j] for j in ptrain], cfg.max_ctx)
         clean = pad_rows([main_ids[rows[j]] for j in ptrain], cfg.max_ctx)

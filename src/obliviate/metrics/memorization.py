@@ -44,7 +44,7 @@ def compare_continuations(generated: Tensor, artifact: Tensor, clean: Tensor, pr
     Returns (eligible, memorized, correct), each (N,) bool. Windows running past T are compared on their in-range
     part only (backdoor triggers late in a row).
     """
-    n, T = artifact.shape
+    T = artifact.shape[1]
     pos = prompt_len[:, None] + torch.arange(k)[None, :]  # (N, k) absolute positions
     valid = pos < T
     pos_c = pos.clamp_max(T - 1)

@@ -38,7 +38,7 @@ def render_table(results: dict[str, Any]) -> str:
     """Fixed-width text table for the terminal."""
     header, rows = summary_rows(results)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
@@ -57,8 +57,8 @@ def render_report(results: dict[str, Any]) -> str:
         f"- command: `{results.get('command')}`, seed {results.get('seed')}, created {results.get('created_utc')}",
         f"- git: `{results.get('git_sha')}`; versions: "
         + ", ".join(f"{k} {v}" for k, v in results.get("versions", {}).items() if k != "platform"),
-        f"- data: {cfg.get('data', {}).get('task')} + {cfg.get('data', {}).get('artifact')}, "
-        f"{results.get('data', {})}",
+        (f"- data: {cfg.get('data', {}).get('task')} + {cfg.get('data', {}).get('artifact')}, "
+         f"{results.get('data', {})}"),
         f"- model: {cfg.get('model', {}).get('n_layer')} layers, {cfg.get('model', {}).get('n_embd')}-d",
         "- hashes: " + ", ".join(f"{k} `{str(v)[:12]}`" for k, v in results.get("hashes", {}).items()),
         "",

@@ -8,8 +8,8 @@ group, teacher-forced accuracy per test distribution, and the paper's selection 
 from __future__ import annotations
 
 import copy
-import sys
 import itertools
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal
 

@@ -5,7 +5,6 @@ Plain PyTorch, readable top to bottom. Deterministic: batch order is a pure func
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import torch

@@ -20,7 +20,7 @@ from obliviate.errors import ObliviateError
 def topk_mask(scores: Tensor, ratio: float) -> Tensor:
     """0/1 mask with the ``round(ratio * numel)`` smallest-|score| entries set to 0 (ties broken by index order)."""
     n = scores.numel()
-    k = int(round(ratio * n))
+    k = round(ratio * n)
     mask = torch.ones(n, dtype=scores.dtype, device=scores.device)
     if k > 0:
         idx = torch.argsort(scores.detach().abs().flatten(), stable=True)[:k]
