@@ -186,7 +186,7 @@ def unlearn(model: nn.Module, cfg: suite.TinyMemConfig, methods: list[str], out:
     results["phases"] = phases
     write_json(out_dir / "results.json", results)
     atomic_write_text(out_dir / "report.md", render_report(results))
-    say(render_table(results))
+    print(render_table(results), flush=True)  # the result goes to stdout; progress to stderr
     return results
 
 
@@ -208,5 +208,5 @@ def demo(cfg: suite.TinyMemConfig, out: str | Path | None, overwrite: bool = Fal
     results["phases"] = dict(train_results["phases"])
     results = unlearn(model, cfg, list(cfg.methods), out_dir, overwrite=True, data=data, say=say,
                       base_results=results)
-    say(f"results: {out_dir / 'results.json'}\nreport:  {out_dir / 'report.md'}")
+    print(f"results: {out_dir / 'results.json'}\nreport:  {out_dir / 'report.md'}")
     return results
