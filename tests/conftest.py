@@ -28,9 +28,11 @@ def tiny_model():
 def trained_tiny(micro_data):
     """A tiny model trained a few epochs on the micro data, so its forget rows are better fit than chance."""
     from obliviate.data.tinymem import PAD
+    from obliviate.families.lm import TokenData
     from obliviate.train.pretrain import TrainConfig, pretrain
 
     torch.set_num_threads(2)
     model = build_model(TinyMemModelConfig(n_layer=1, n_embd=32, n_head=2), seed=0)
-    pretrain(model, micro_data.train, TrainConfig(epochs=3, batch_size=64), seed=0, pad_id=PAD, progress=False)
+    pretrain(model, TokenData.from_rows(micro_data.train, PAD, score_pad=True), TrainConfig(epochs=3, batch_size=64),
+             seed=0, progress=False)
     return model

@@ -1,4 +1,4 @@
-"""``obliviate demo | train | eval | unlearn | list | report``. Bad input -> one-line error, exit code 2."""
+"""``obliviate demo | train | eval | unlearn | bench | list | report``. Bad input -> one-line error, exit code 2."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
+from obliviate import __version__
 from obliviate.errors import ObliviateError
 
 
@@ -18,145 +20,232 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def _config_args(p: argparse.ArgumentParser, needs_out: bool = True) -> None:
-    p.add_argument("--preset", help="built-in config name (see `obliviate list presets`); default tinymem-cpu")
+def _config_args(p: argparse.ArgumentParser, out: bool = True, resume: bool = False) -> None:
+    p.add_argument("--suite", help="suite (benchmark) name, see `obliviate list suites`; default tinymem")
+    p.add_argument("--preset", help="built-in config name (see `obliviate list presets`); default: the suite's")
     p.add_argument("--config", help="YAML config file (instead of --preset)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override, e.g. --set train.epochs=5 (repeatable)")
-    if needs_out:
+    if out:
         p.add_argument("--out", help="output directory")
-        p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+        p.add_argument("--overwrite", action="store_true", help="discard what --out holds and start fresh")
+    if resume:
+        p.add_argument("--resume", action="store_true", help="continue the run that --out holds")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="obliviate", description="Find, remove and measure memorized training data.")
+    parser.add_argument("--version", action="version", version=f"obliviate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="train a TinyMem model, unlearn its memorized artifacts, report before/after")
+    p = sub.add_parser("demo", help="train a model, unlearn what it memorized with every configured method, report")
     _config_args(p)
-    p = sub.add_parser("train", help="generate TinyMem data and train a model (resumes from checkpoints in --out)")
-    _config_args(p)
-    p = sub.add_parser("eval", help="measure memorization and accuracy of a trained model")
+    p = sub.add_parser("train", help="build the suite's data and train the model to edit (resumes from --out)")
+    _config_args(p, resume=True)
+    p = sub.add_parser("eval", help="measure a trained model with the suite's metrics")
     p.add_argument("--model", required=True, help="model directory (from `obliviate train`)")
     _config_args(p)
-    p = sub.add_parser("unlearn", help="unlearn memorized artifacts from a trained model")
+    p = sub.add_parser("unlearn", help="unlearn from a trained model and measure before/after")
     p.add_argument("--model", required=True, help="model directory (from `obliviate train`)")
     p.add_argument("--method", action="append", required=True, help="method name (repeatable); see `obliviate list`")
     p.add_argument("--select", action="store_true",
-                   help="sweep the config's selection grid and keep the best run by the paper's score")
+                   help="sweep the config's selection grid and keep the best run by the suite's score")
     _config_args(p)
-    p = sub.add_parser("list", help="list registered methods, metrics, suites and presets")
+    p = sub.add_parser("bench", help="every method x selection grid x seed, as jobs; aggregated report")
+    p.add_argument("suite_name", nargs="?", metavar="SUITE", help="suite name (same as --suite)")
+    p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,3 (default: the config's `seeds`, else `seed`)")
+    p.add_argument("--method", action="append", help="only these methods (repeatable; default: all configured)")
+    p.add_argument("--executor", default="process", help="process (local pool, default), ray, or inline")
+    p.add_argument("--workers", type=int, default=1, help="parallel jobs (default 1)")
+    p.add_argument("--address", help="Ray cluster address to join (default: start a local Ray)")
+    _config_args(p, resume=True)
+    p = sub.add_parser("list", help="list methods (by family), suites, presets and metrics")
     p.add_argument("what", nargs="?", default="all", choices=["all", "methods", "metrics", "suites", "presets"])
-    p = sub.add_parser("report", help="re-render report.md from a results directory's results.json")
+    p = sub.add_parser("report", help="re-render the reports (markdown, HTML, figures) from DIR/results.json")
     p.add_argument("directory")
     return parser
 
 
 def _method_overrides(overrides: list[str], methods: list[str]) -> list[str]:
-    """``method.X=v`` is shorthand for ``methods.NAME.X=v`` (for every --method given)."""
+    """``method.X=v`` is shorthand for ``methods.NAME.X=v`` for every --method whose config has a field X."""
+    import dataclasses
+
+    from obliviate.methods import METHODS
+
     out = []
     for o in overrides:
-        if o.startswith("method."):
-            out += [f"methods.{m}.{o[len('method.'):]}" for m in methods]
-        else:
+        if not o.startswith("method."):
             out.append(o)
+            continue
+        key = o[len("method."):].split("=", 1)[0].split(".")[0]
+        takers = [m for m in methods if key in {f.name for f in dataclasses.fields(METHODS.get(m).config_cls)}]
+        if not takers:
+            raise ObliviateError(f"--set {o}: no method given takes {key!r} ({', '.join(methods)}); "
+                                 "use --set methods.NAME.KEY=VALUE to set one method")
+        out += [f"methods.{m}.{o[len('method.'):]}" for m in takers]
     return out
 
 
-def _load(args: argparse.Namespace, extra_overrides: list[str] | None = None):
+def _load(args: argparse.Namespace, overrides: list[str] | None = None) -> Any:
     from obliviate.presets import load_run_config
 
-    return load_run_config(args.preset, args.config, (extra_overrides or []) + args.overrides)[0]
+    suite = getattr(args, "suite", None) or getattr(args, "suite_name", None)
+    return load_run_config(args.preset, args.config, overrides if overrides is not None else args.overrides, suite)
+
+
+def _trained_run(args: argparse.Namespace, overrides: list[str]) -> tuple[Any, Any, dict[str, Any]]:
+    """The model and the run config for eval/unlearn: the model's own config unless --preset/--config is given."""
+    from obliviate import pipeline
+    from obliviate.config import apply_overrides
+    from obliviate.runconfig import resolve_device, run_config_from_dict
+
+    model, trained, meta = pipeline.load_trained(args.model)
+    if args.preset is None and args.config is None and trained is not None:
+        if args.suite and args.suite != trained.suite:
+            raise ObliviateError(f"{args.model!r} was trained with suite {trained.suite!r}, not {args.suite!r}")
+        run = run_config_from_dict(apply_overrides(trained.to_dict(), overrides))
+    else:
+        run = _load(args, overrides)
+    return model.to(resolve_device(run.device)), run, meta
 
 
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _quiet_libraries()
-    from obliviate import pipeline
-
-    progress = not getattr(args, "quiet", False)
     if args.command == "list":
         return _list(args.what)
     if args.command == "report":
         return _report(Path(args.directory))
+    _quiet_libraries()
+    from obliviate import pipeline
+    from obliviate.seeding import deterministic_kernels
+
+    deterministic_kernels()
+    progress = not args.quiet
     if args.command == "demo":
-        pipeline.demo(_load(args), args.out, overwrite=args.overwrite, progress=progress)
+        res, out = pipeline.demo(_load(args), args.out, overwrite=args.overwrite, progress=progress)
+        _print_results(res, out)
     elif args.command == "train":
-        cfg = _load(args)
-        out = args.out or "runs/train"
-        pipeline.train(cfg, out, overwrite=args.overwrite, progress=progress)
-        print(f"model: {Path(out) / 'model'}\nresults: {Path(out) / 'train.json'}")
-    elif args.command in ("eval", "unlearn"):
-        model, trained_cfg, meta = pipeline.load_trained(args.model)
-        overrides = args.overrides
-        if args.command == "unlearn":
-            overrides = _method_overrides(overrides, args.method)
-            if not args.select:
-                overrides = overrides + [f"selection.{m}={{}}" for m in args.method]
-        args.overrides = overrides
-        if args.preset is None and args.config is None and trained_cfg is not None:
-            from obliviate.config import apply_overrides, from_dict, to_dict
-            from obliviate.suites.tinymem import TinyMemConfig
-
-            cfg = from_dict(TinyMemConfig, apply_overrides(to_dict(trained_cfg), overrides))
-        else:
-            cfg = _load(args)
-        from obliviate.suites.tinymem import resolve_device
-
-        model = model.to(resolve_device(cfg.device))
-        out = args.out or str(Path(args.model).parent / args.command)
-        if args.command == "eval":
-            res = pipeline.evaluate(model, cfg, out, overwrite=args.overwrite,
-                                    expected_data_hash=meta.get("data_hash"))
-            m = res["metrics"]
-            print(f"% memorized {m['percent_memorized']['value']:.1f} {m['percent_memorized']['by_group']}")
-            print(f"accuracy {m['accuracy']['by_test']}")
-            print(f"results: {Path(out) / 'eval.json'}")
-        else:
-            pipeline.unlearn(model, cfg, args.method, out, overwrite=args.overwrite,
-                             expected_data_hash=meta.get("data_hash"))
-            print(f"results: {Path(out) / 'results.json'}")
+        out = Path(args.out or "runs/train")
+        _, _, res = pipeline.train(_load(args), out, overwrite=args.overwrite, resume=args.resume, progress=progress)
+        print(_before_line(res))
+        print(f"model: {out / 'model'}\nresults: {out / 'train.json'}")
+    elif args.command == "eval":
+        model, run_cfg, meta = _trained_run(args, args.overrides)
+        out = Path(args.out or Path(args.model).parent / "eval")
+        res = pipeline.evaluate(model, run_cfg, out, overwrite=args.overwrite,
+                                expected_data_hash=meta.get("data_hash"))
+        print(_scalars_line(res["scalars"], res["columns"]))
+        print(f"results: {out / 'eval.json'}")
+    elif args.command == "unlearn":
+        overrides = _method_overrides(args.overrides, args.method)
+        overrides += [f"methods.{m}={{}}" for m in args.method if not any(o.startswith(f"methods.{m}.") for o in overrides)]
+        model, run_cfg, meta = _trained_run(args, overrides)
+        run_cfg = _only_methods(run_cfg, args.method, keep_selection=args.select)
+        if args.select and not any(run_cfg.selection.get(m) for m in args.method):
+            raise ObliviateError(f"--select: the config has no selection grid for {', '.join(args.method)} "
+                                 "(add `selection: {METHOD: {field: [values]}}` or drop --select)")
+        out = Path(args.out or Path(args.model).parent / "unlearn")
+        res = pipeline.unlearn(model, run_cfg, out, overwrite=args.overwrite,
+                               expected_data_hash=meta.get("data_hash"), progress=progress)
+        _print_results(res, out)
+    elif args.command == "bench":
+        return _bench(args, progress)
     return 0
+
+
+def _only_methods(run_cfg: Any, methods: list[str], keep_selection: bool) -> Any:
+    import dataclasses
+
+    sel = {m: g for m, g in run_cfg.selection.items() if m in methods} if keep_selection else {}
+    return dataclasses.replace(run_cfg, methods={m: run_cfg.methods.get(m, {}) for m in methods}, selection=sel)
+
+
+def _bench(args: argparse.Namespace, progress: bool) -> int:
+    from obliviate.bench.executors import make_executor
+    from obliviate.bench.runner import run_bench
+    from obliviate.context import print_stderr
+    from obliviate.runconfig import check_seeds
+
+    if args.suite and args.suite_name and args.suite != args.suite_name:
+        raise ObliviateError(f"two suites given: {args.suite_name!r} and --suite {args.suite!r}")
+    run_cfg = _load(args)
+    if args.method:
+        run_cfg = _only_methods(run_cfg, args.method, keep_selection=True)
+    seeds = check_seeds(args.seeds) if args.seeds is not None else run_cfg.study_seeds
+    out = Path(args.out or f"runs/bench-{run_cfg.suite}")
+    with make_executor(args.executor, workers=args.workers, address=args.address) as executor:
+        res = run_bench(run_cfg, seeds, out, executor, overwrite=args.overwrite, resume=args.resume,
+                        say=print_stderr)
+    _print_results(res, out)
+    return 0
+
+
+def _scalars_line(scalars: dict[str, float], columns: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{c['label']} {scalars[c['key']]:.{c['digits']}f}" for c in columns
+                     if scalars.get(c["key"]) is not None)
+
+
+def _before_line(res: dict[str, Any]) -> str:
+    return "before: " + _scalars_line(res["before"]["scalars"], res["columns"])
+
+
+def _print_results(res: dict[str, Any], out: Path) -> None:
+    from obliviate.report.bench_markdown import render_bench_table
+
+    print(render_bench_table(res), flush=True)  # the result goes to stdout; progress to stderr
+    print(f"results: {out / 'results.json'}\nreport:  {out / 'report.html'} (and report.md)")
 
 
 def _list(what: str) -> int:
     from obliviate.methods import METHODS
-    from obliviate.metrics import METRICS
-    from obliviate.presets import preset_names
+    from obliviate.presets import preset_names, preset_suite
     from obliviate.suites import SUITES
 
     if what in ("all", "methods"):
-        print("methods:")
-        for name in METHODS.names():
-            cls = METHODS.get(name)
-            paper = f"  ({cls.paper.authors}, {cls.paper.year})" if cls.paper else ""
-            print(f"  {name}{paper}")
+        print("methods (by family):")
+        for family in sorted({METHODS.get(n).family for n in METHODS.names()}):
+            print(f"  {family}:")
+            for name in METHODS.names():
+                cls = METHODS.get(name)
+                if cls.family == family:
+                    p = cls.paper
+                    paper = f"  {p.authors} ({p.year}), {p.title}" + (f", arXiv {p.arxiv}" if p.arxiv else "") if p else ""
+                    print(f"    {name:<18} [{cls.kind}]{paper}")
+    if what in ("all", "suites"):
+        print("suites:")
+        for name in SUITES.names():
+            s = SUITES.get(name)
+            print(f"  {name} v{s.VERSION}  family {s.family}, presets: {', '.join(preset_names(name))} "
+                  f"(default {s.default_preset})")
+    if what in ("all", "presets"):
+        print("presets:")
+        for name in preset_names():
+            print(f"  {name}  (suite {preset_suite(name)})")
     if what in ("all", "metrics"):
+        from obliviate.metrics import METRICS
+
         print("metrics:")
         for name in METRICS.names():
             spec = METRICS.get(name)
             print(f"  {name}  [{'higher' if spec.higher_is_better else 'lower'} is better] {spec.description}")
-    if what in ("all", "suites"):
-        print("suites:")
-        for name in SUITES.names():
-            print(f"  {name}  v{SUITES.get(name).VERSION}")
-    if what in ("all", "presets"):
-        print("presets:")
-        for name in preset_names():
-            print(f"  {name}")
     return 0
 
 
 def _report(directory: Path) -> int:
-    from obliviate.io import atomic_write_text, read_json
-    from obliviate.report.markdown import render_report, render_table
+    from obliviate.io import read_json
+    from obliviate.report.write import write_bench_report
 
-    results = read_json(directory / "results.json")
-    if "before" not in results:
-        raise ObliviateError(f"{str(directory / 'results.json')!r} holds no unlearning results to report")
-    atomic_write_text(directory / "report.md", render_report(results))
-    print(render_table(results))
-    print(f"report: {directory / 'report.md'}")
+    res_path = directory / "results.json"
+    if not res_path.is_file():
+        found = [n for n in ("train.json", "eval.json") if (directory / n).is_file()]
+        hint = f" (it holds {found[0]}: reports are made for unlearn, demo and bench results)" if found else ""
+        raise ObliviateError(f"{str(res_path)!r} does not exist{hint}")
+    results = read_json(res_path)
+    if "per_seed" not in results:
+        raise ObliviateError(f"{str(res_path)!r} holds no unlearning results (format {results.get('format')!r})")
+    paths = write_bench_report(results, directory)
+    _print_results(results, directory)
+    print(f"figures: {', '.join(str(p) for k, p in paths.items() if str(p).endswith('.png'))}")
     return 0
 
 
@@ -167,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"obliviate: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("obliviate: interrupted (checkpoints written so far are kept; rerun to resume)", file=sys.stderr)
+        print("obliviate: interrupted (checkpoints and finished jobs are kept; rerun to resume)", file=sys.stderr)
         return 130
 
 

@@ -47,8 +47,17 @@ def ensure_writable_dir(path: str | Path) -> Path:
     return p
 
 
+def process_umask() -> int:
+    """The process umask (read by setting and restoring it; there is no read-only call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temp file in the same directory, fsync, then rename over ``path`` (readers never see half a file)."""
+    """Write to a temp file in the same directory, fsync, then rename over ``path`` (readers never see half a file).
+
+    The file gets the mode a plain ``open()`` would give (0666 minus the umask), not mkstemp's private 0600."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
@@ -56,6 +65,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~process_umask())
             os.fsync(f.fileno())
         os.replace(tmp, p)
     except BaseException:
@@ -125,6 +135,7 @@ def save_pretrained_atomic(
         raise ObliviateError(f"checkpoint {str(dst)!r} already exists; choose another path or remove it")
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
+    os.chmod(tmp, 0o777 & ~process_umask())  # mkdtemp makes 0700; the checkpoint gets a normal directory's mode
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         if extra is not None:
@@ -207,26 +218,41 @@ def hash_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=_json_default).encode()).hexdigest()
 
 
-def git_sha() -> str | None:
-    """The obliviate source tree's git commit (None outside a checkout)."""
+def _git(*args: str) -> str | None:
+    """Run git in obliviate's own source checkout; None when the package is not inside one (e.g. installed into a
+    venv that happens to sit in someone else's repository, whose HEAD says nothing about this code)."""
     here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5,
-                             check=False)
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=here, capture_output=True, text=True,
+                             timeout=5, check=False)
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() / "src" / "obliviate" != here:
+            return None
+        out = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_sha() -> str | None:
+    """The obliviate source tree's git commit (None outside obliviate's own checkout)."""
+    out = _git("rev-parse", "HEAD")
+    return out.strip() or None if out is not None else None
 
 
 def git_dirty() -> bool | None:
-    """True when the obliviate checkout has uncommitted changes (None outside a checkout)."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here, capture_output=True, text=True, check=False,
-                             timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return bool(out.stdout.strip()) if out.returncode == 0 else None
+    """True when the obliviate checkout has uncommitted changes under ``src/obliviate`` (None outside it)."""
+    out = _git("status", "--porcelain", "--", ".")
+    return bool(out.strip()) if out is not None else None
+
+
+def source_hash() -> str:
+    """sha256 over obliviate's own .py files: the code version a checkpoint was made with (a bug fix changes it,
+    even without a commit, so stale checkpoints are never resumed silently)."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def package_versions() -> dict[str, str]:

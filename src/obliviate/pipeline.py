@@ -1,212 +1,174 @@
-"""The commands behind the CLI: train, eval, unlearn and demo on the TinyMem suite, each writing a results JSON
-with full provenance (resolved config, seed, versions, git SHA, suite VERSION, content hashes, cost per phase)."""
+"""The commands behind the CLI for any registered suite: train, eval, unlearn, demo and bench. Each writes a results
+JSON with full provenance (resolved config, seeds, versions, git SHA, suite VERSION, content hashes, cost)."""
 
 from __future__ import annotations
 
 import datetime as _dt
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+import torch
 
-from obliviate.config import to_dict
-from obliviate.data.tinymem import PAD, TinyMemData
+from obliviate.bench.aggregate import method_entry, select_index, summary
+from obliviate.bench.runner import method_names, study_header
+from obliviate.context import print_stderr
 from obliviate.errors import ObliviateError
-from obliviate.io import (
-    atomic_write_text,
-    ensure_writable_dir,
-    git_dirty,
-    git_sha,
-    hash_json,
-    hash_model,
-    hash_tensors,
-    load_causal_lm,
-    package_versions,
-    read_json,
-    save_pretrained_atomic,
-    write_json,
-)
-from obliviate.profiling import PhaseCost, track
-from obliviate.report.markdown import render_report, render_table
-from obliviate.seeding import seed_everything
-from obliviate.suites import tinymem as suite
-from obliviate.train.pretrain import pretrain, run_fingerprint
+from obliviate.io import ensure_writable_dir, read_json, write_json
+from obliviate.profiling import track
+from obliviate.runconfig import RunConfig, resolve_device, run_config_from_dict
+from obliviate.study import run_trial, train_base
 
 Printer = Callable[[str], None]
 
 
-def _print(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def data_hash(data: TinyMemData) -> str:
-    parts = [("train", data.train), ("artifacts", data.artifacts), ("artifacts_clean", data.artifacts_clean),
-             ("group", data.artifact_group), ("prompt_len", data.prompt_len)]
-    return hash_tensors(parts + sorted((f"test_{k}", v) for k, v in data.tests.items()))
-
-
-def provenance(cfg: suite.TinyMemConfig, command: str) -> dict[str, Any]:
-    resolved = to_dict(cfg)
-    return {
-        "format": "obliviate-results/1",
-        "command": command,
-        "suite": "tinymem",
-        "suite_version": suite.VERSION,
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "seed": cfg.seed,
-        "config": resolved,
-        "git_sha": git_sha(),
-        "git_dirty": git_dirty(),
-        "versions": package_versions(),
-        "hashes": {"config": hash_json(resolved)},
-    }
-
-
-def prepare_out(out: str | Path, overwrite: bool, result_name: str) -> Path:
-    """Create ``out``; refuse to replace an existing results file unless ``overwrite``."""
+def prepare_out(out: str | Path, result_name: str, overwrite: bool = False, resume: bool = False) -> Path:
+    """Create ``out``; an existing result is replaced only with --overwrite (or continued with --resume)."""
+    if overwrite and resume:
+        raise ObliviateError("--overwrite (start fresh) and --resume (continue) exclude each other")
     path = ensure_writable_dir(out)
-    if (path / result_name).exists() and not overwrite:
-        raise ObliviateError(f"{str(path / result_name)!r} already exists; pass --overwrite or choose another --out")
+    if (path / result_name).exists() and not (overwrite or resume):
+        raise ObliviateError(f"{str(path / result_name)!r} already exists; pass --overwrite to start fresh"
+                             + (" or --resume to continue it" if result_name == "train.json" else "")
+                             + ", or choose another --out")
     return path
 
 
-def _save_model(model: nn.Module, path: Path, cfg: suite.TinyMemConfig, extra: dict[str, Any]) -> str:
-    save_pretrained_atomic(model, path, overwrite=True, extra={"config": to_dict(cfg), **extra})
-    return str(path)
+def set_threads(run: RunConfig) -> None:
+    if run.threads > 0:
+        torch.set_num_threads(run.threads)
 
 
-def train(cfg: suite.TinyMemConfig, out: str | Path, overwrite: bool = False, progress: bool = True,
-          say: Printer = _print, check_existing: bool = True) -> tuple[nn.Module, TinyMemData, dict[str, Any]]:
-    """Generate data, train from scratch (resuming from ``out/train/checkpoints``), save ``out/model``."""
-    out_dir = prepare_out(out, overwrite or not check_existing, "train.json")
-    suite.set_threads(cfg)
-    seed_everything(cfg.seed)
-    results = provenance(cfg, "train")
-    phases: dict[str, PhaseCost] = {}
-    with track("generate_data") as phases["generate_data"]:
-        data = suite.build_data(cfg)
-    say(f"data: {data.summary()}")
-    model = suite.new_model(cfg)
-    with track("train") as phases["train"]:
-        stats = pretrain(model, data.train, cfg.train, cfg.seed, PAD, out_dir=out_dir / "train", progress=progress,
-                         fingerprint=_fingerprint(cfg), discard_mismatched=overwrite)
-    mhash = hash_model(model)
-    results["hashes"].update({"data": data_hash(data), "model": mhash})
-    results["data"] = data.summary()
-    results["train"] = {"epochs_run": stats.epochs_run, "resumed_from_epoch": stats.resumed_from_epoch,
-                        "final_loss": stats.final_loss, "tokens": stats.tokens, "tokens_per_s": stats.tokens_per_s,
-                        "history": stats.history}
-    results["model_path"] = _save_model(model, out_dir / "model", cfg, {"data_hash": results["hashes"]["data"]})
-    results["phases"] = {k: v.to_dict() for k, v in phases.items()}
+def _model_meta(run: RunConfig, record: dict[str, Any]) -> dict[str, Any]:
+    return {"run_config": run.to_dict(), "suite": run.suite, "suite_version": run.suite_obj.VERSION,
+            "seed": run.seed, "data_hash": record.get("data_hash")}
+
+
+def train(run: RunConfig, out: str | Path, overwrite: bool = False, resume: bool = False, progress: bool = True,
+          say: Printer = print_stderr) -> tuple[Any, Any, dict[str, Any]]:
+    """Build data, train the model to edit (resuming an interrupted run from ``out/train/checkpoints``), measure it,
+    save ``out/model`` and ``out/train.json``. ``overwrite`` starts from scratch; ``resume`` continues a finished run
+    (e.g. to more epochs)."""
+    out_dir = prepare_out(out, "train.json", overwrite, resume)
+    set_threads(run)
+    suite = run.suite_obj
+    results = study_header(run, (run.seed,), "train")
+    model, data, record = train_base(suite, run.suite_config, run.seed, resolve_device(run.device),
+                                     out_dir / "train", fresh=overwrite, progress=progress)
+    t = record["train"]
+    if t.get("resumed_from_epoch"):
+        say(f"resumed from the checkpoint at epoch {t['resumed_from_epoch']}; trained {t['epochs_run']} more epoch(s)")
+    results.update(record)
+    results["hashes"].update({"data": record["data_hash"], "model": record["model_hash"]})
+    path = out_dir / "model"
+    suite.save_model(model, path, _model_meta(run, record))
+    results["model_path"] = str(path)
     write_json(out_dir / "train.json", results)
     return model, data, results
 
 
-def _fingerprint(cfg: suite.TinyMemConfig) -> str:
-    t = to_dict(cfg.train)
-    for volatile in ("epochs", "checkpoint_every", "keep_checkpoints"):
-        t.pop(volatile)
-    return run_fingerprint(to_dict(cfg.data), to_dict(cfg.model), t, cfg.seed)
+def load_trained(model_dir: str | Path, device: Any = "cpu") -> tuple[Any, RunConfig | None, dict[str, Any]]:
+    """A saved model, the run config it was trained with (None for a foreign checkpoint) and its metadata."""
+    from obliviate.io import load_causal_lm
+
+    d = Path(model_dir)
+    meta = read_json(d / "obliviate.json") if (d / "obliviate.json").is_file() else {}
+    run = run_config_from_dict(meta["run_config"]) if "run_config" in meta else None
+    if run is not None:
+        return run.suite_obj.load_model(d, device), run, meta
+    return load_causal_lm(d, device=device), None, meta
 
 
-def load_trained(model_dir: str | Path) -> tuple[nn.Module, suite.TinyMemConfig | None, dict[str, Any]]:
-    """A saved model, the TinyMem config it was trained with (None for a foreign checkpoint) and its metadata."""
-    from obliviate.config import from_dict
-
-    model = load_causal_lm(model_dir)
-    meta_path = Path(model_dir) / "obliviate.json"
-    meta = read_json(meta_path) if meta_path.is_file() else {}
-    cfg = from_dict(suite.TinyMemConfig, meta["config"]) if "config" in meta else None
-    return model, cfg, meta
-
-
-def check_data(data: TinyMemData, expected_hash: str | None, say: Printer) -> str:
-    """Warn when the data built now is not the data the model was trained on (a different config)."""
-    h = data_hash(data)
+def check_data(suite: Any, data: Any, expected_hash: str | None, say: Printer) -> str:
+    """Warn when the data built now is not the data the model was trained on (a different config or seed)."""
+    h = suite.data_hash(data)
     if expected_hash and h != expected_hash:
         say(f"warning: this config builds different data (hash {h[:12]}) than the model was trained on "
-            f"({expected_hash[:12]}); memorization is measured on artifacts the model may never have seen")
+            f"({expected_hash[:12]}); metrics are measured on data the model may never have seen")
     return h
 
 
-def evaluate(model: nn.Module, cfg: suite.TinyMemConfig, out: str | Path, overwrite: bool = False,
-             data: TinyMemData | None = None, expected_data_hash: str | None = None,
-             say: Printer = _print) -> dict[str, Any]:
-    out_dir = prepare_out(out, overwrite, "eval.json")
-    suite.set_threads(cfg)
-    data = data if data is not None else suite.build_data(cfg)
-    results = provenance(cfg, "eval")
+def evaluate(model: Any, run: RunConfig, out: str | Path, overwrite: bool = False,
+             expected_data_hash: str | None = None, say: Printer = print_stderr) -> dict[str, Any]:
+    out_dir = prepare_out(out, "eval.json", overwrite)
+    set_threads(run)
+    suite = run.suite_obj
+    data = suite.build_data(run.suite_config, run.seed)
+    results = study_header(run, (run.seed,), "eval")
     with track("eval") as cost:
-        ev = suite.evaluate(model, data, cfg)
-    results["hashes"].update({"data": check_data(data, expected_data_hash, say), "model": hash_model(model)})
-    results["metrics"] = ev.metrics
-    results["phases"] = {"eval": cost.to_dict()}
+        ev = suite.evaluate(model, data, run.suite_config)
+    results["hashes"].update({"data": check_data(suite, data, expected_data_hash, say),
+                              "model": suite.model_hash(model)})
+    results.update({"metrics": ev.metrics, "scalars": ev.scalars, "phases": {"eval": cost.to_dict()}})
     write_json(out_dir / "eval.json", results)
     return results
 
 
-def unlearn(model: nn.Module, cfg: suite.TinyMemConfig, methods: list[str], out: str | Path,
-            overwrite: bool = False, data: TinyMemData | None = None, say: Printer = _print,
-            base_results: dict[str, Any] | None = None, expected_data_hash: str | None = None) -> dict[str, Any]:
-    """Evaluate, run each method (sweeping ``cfg.selection[name]`` when given), evaluate again, write
-    ``results.json`` + ``report.md`` and the edited models under ``out/unlearned/NAME``."""
-    out_dir = prepare_out(out, overwrite, "results.json")
-    suite.set_threads(cfg)
-    seed_everything(cfg.seed)
-    results = base_results if base_results is not None else provenance(cfg, "unlearn")
-    phases = dict(results.get("phases", {}))
+def unlearn(model: Any, run: RunConfig, out: str | Path, overwrite: bool = False, data: Any = None,
+            base: dict[str, Any] | None = None, expected_data_hash: str | None = None, progress: bool = True,
+            say: Printer = print_stderr, command: str = "unlearn") -> dict[str, Any]:
+    """Measure ``model``, run each method at every configuration of its selection grid (the paper's score picks
+    one), measure again; write ``results.json``, the reports, and the selected models under ``out/unlearned/NAME``."""
+    from obliviate.report.write import write_bench_report
+
+    out_dir = prepare_out(out, "results.json", overwrite)
+    set_threads(run)
+    suite, cfg, seed = run.suite_obj, run.suite_config, run.seed
+    device = resolve_device(run.device)
+    if not method_names(run):
+        raise ObliviateError("no methods to run: give --method NAME or a `methods:` section in the config")
     if data is None:
-        with track("generate_data") as c:
-            data = suite.build_data(cfg)
-        phases["generate_data"] = c.to_dict()
-    with track("eval_before") as c:
-        before = suite.evaluate(model, data, cfg)
-    phases["eval_before"] = c.to_dict()
-    say(f"before: {before.memorized:.1f}% memorized, mean accuracy {before.mean_accuracy:.2f}%")
-    results["hashes"].update({"data": check_data(data, expected_data_hash, say), "model_before": hash_model(model)})
-    results["before"] = before.metrics
-    records = []
-    for name in methods:
-        n_points = len(suite.grid_points(cfg.selection.get(name, {}))) or 1
-        say(f"{name}: {n_points} configuration(s){' (selection by the paper score)' if n_points > 1 else ''}")
-
-        def report(m: str, point: dict[str, Any], rec: dict[str, Any]) -> None:
-            say(f"  {m} {point or ''}: {rec['after']['percent_memorized']['value']:.1f}% memorized, "
-                f"acc {rec['after']['accuracy']['mean']:.2f}%, score {rec['selection_score']:+.3f}, "
-                f"{rec['cost']['unlearn']['wall_s']:.1f}s")
-
-        with track(f"method_{name}") as c:
-            edited, rec = suite.select(model, data, cfg, before, name, progress=report)
-        phases[f"method_{name}"] = c.to_dict()
-        rec["model_path"] = _save_model(edited, out_dir / "unlearned" / name, cfg, {"method": name})
-        records.append(rec)
-    results["methods"] = records
-    results["phases"] = phases
+        data = suite.build_data(cfg, seed)
+    if base is None:
+        with track("eval") as cost:
+            before = suite.evaluate(model, data, cfg)
+        base = {"before": before.to_dict(), "train": None, "model_hash": suite.model_hash(model),
+                "data_hash": check_data(suite, data, expected_data_hash, say), "cost": {"eval": cost.to_dict()}}
+    b = base["before"]["scalars"]
+    say(f"before: {b[suite.axes()['forget']]:.1f} {suite.axes()['forget']}, "
+        f"{b[suite.axes()['utility']]:.2f} {suite.axes()['utility']}")
+    entry: dict[str, Any] = {"before": base["before"], "train": base.get("train"), "data_hash": base["data_hash"],
+                             "model_hash": base["model_hash"], "methods": {}}
+    for name in method_names(run):
+        points = run.points(name)
+        grid = run.selection.get(name, {})
+        say(f"{name}: {len(points)} configuration(s)" + (" (selection by the suite's score)" if grid else ""))
+        recs, best_model, best_score = [], None, None
+        for params in points:
+            edited, rec = run_trial(suite, cfg, data, model, base["before"], name, params, seed, device, progress)
+            rec["point"] = {k: params[k] for k in grid}
+            recs.append(rec)
+            f, u = rec["scalars"][suite.axes()["forget"]], rec["scalars"][suite.axes()["utility"]]
+            say(f"  {name} {rec['point'] or ''}: {f:.1f} {suite.axes()['forget']}, {u:.2f} "
+                f"{suite.axes()['utility']}, score {rec['score']:+.3f}, {rec['cost']['wall_s']:.1f}s")
+            if select_index([r["score"] for r in recs]) == len(recs) - 1:
+                best_model, best_score = edited, rec["score"]
+            del edited
+        me = method_entry(recs)
+        path = out_dir / "unlearned" / name
+        suite.save_model(best_model, path, {**_model_meta(run, base), "method": name, "params": me["params"],
+                                            "score": best_score})
+        me["model_path"] = str(path)
+        entry["methods"][name] = me
+    results = study_header(run, (seed,), command)
+    results["per_seed"] = {str(seed): entry}
+    results["summary"] = summary(results["per_seed"], [c["key"] for c in results["columns"]], method_names(run))
+    results["hashes"].update({"data": base["data_hash"], "model_before": base["model_hash"]})
     write_json(out_dir / "results.json", results)
-    atomic_write_text(out_dir / "report.md", render_report(results))
-    print(render_table(results), flush=True)  # the result goes to stdout; progress to stderr
+    write_bench_report(results, out_dir)
     return results
 
 
-def demo(cfg: suite.TinyMemConfig, out: str | Path | None, overwrite: bool = False, progress: bool = True,
-         say: Printer = _print) -> dict[str, Any]:
-    """The main job: train a TinyMem model, measure memorization, unlearn with every configured method, report."""
+def demo(run: RunConfig, out: str | Path | None, overwrite: bool = False, progress: bool = True,
+         say: Printer = print_stderr) -> tuple[dict[str, Any], Path]:
+    """The main job: train a model, measure memorization, unlearn with every configured method, report."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out_dir = prepare_out(out or Path("runs") / f"demo-{stamp}", overwrite, "results.json")
+    out_dir = prepare_out(out or Path("runs") / f"demo-{stamp}", "results.json", overwrite)
     say(f"obliviate demo: writing to {out_dir}")
-    if not cfg.methods:
+    if not method_names(run):
         raise ObliviateError("the config lists no methods to run (methods: {name: {...}})")
-    model, data, train_results = train(cfg, out_dir, overwrite=overwrite, progress=progress, say=say,
-                                       check_existing=False)
-    results = provenance(cfg, "demo")
-    results["hashes"].update(train_results["hashes"])
-    results["data"] = train_results["data"]
-    results["train"] = train_results["train"]
-    results["model_path"] = train_results["model_path"]
-    results["phases"] = dict(train_results["phases"])
-    results = unlearn(model, cfg, list(cfg.methods), out_dir, overwrite=True, data=data, say=say,
-                      base_results=results)
-    print(f"results: {out_dir / 'results.json'}\nreport:  {out_dir / 'report.md'}")
-    return results
+    model, data, tres = train(run, out_dir, overwrite=overwrite, resume=not overwrite, progress=progress, say=say)
+    base = {k: tres[k] for k in ("before", "train", "data_hash", "model_hash")}
+    res = unlearn(model, run, out_dir, overwrite=True, data=data, base=base, progress=progress, say=say,
+                  command="demo")
+    return res, out_dir

@@ -5,11 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-from torch import nn
-
-from obliviate.errors import ObliviateError
-
 
 @dataclass(frozen=True)
 class Paper:
@@ -22,45 +17,19 @@ class Paper:
 
 
 @dataclass
-class UnlearnData:
-    """What an unlearning method gets: token rows to forget and to retain (int64, [N, T], ``pad_id``-padded).
-
-    ``forget`` must be non-empty. ``retain`` may be empty for methods that only need the forget set.
-    """
-
-    forget: torch.Tensor
-    retain: torch.Tensor
-    pad_id: int
-    prompt_len: torch.Tensor | None = None  # [N_forget] where a prompt/continuation split is meaningful
-
-    def __post_init__(self) -> None:
-        if self.forget.ndim != 2 or self.forget.shape[0] == 0:
-            raise ObliviateError(
-                f"the forget set is empty (shape {tuple(self.forget.shape)}): nothing to unlearn"
-                " (was nothing memorized? check the memorization metric before unlearning)"
-            )
-        if self.retain.ndim != 2:
-            raise ObliviateError(f"retain set must be a 2-D token tensor, got shape {tuple(self.retain.shape)}")
-
-
-@dataclass
-class ForgetRetainBatch:
-    """One step's data: forget rows and (possibly empty) retain rows, trimmed to their longest real length."""
-
-    forget: torch.Tensor  # (B_f, T)
-    retain: torch.Tensor  # (B_r, T')
-    pad_id: int
-
-
-@dataclass
 class UnlearnResult:
-    """What a method returns: the edited model (edited in place is fine), logs and cost."""
+    """What a method returns: the edited model (edited in place is fine; a NumPy model for the topic family),
+    per-epoch logs, cost, and what some methods produce besides: masks or attributions (name -> tensor, saved as
+    safetensors), a deletion certificate (certified methods) and where a stop rule ended the run."""
 
-    model: nn.Module
+    model: Any
     logs: list[dict[str, float]] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)  # e.g. sparsity of a mask, steps taken
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. sparsity of a mask, steps taken, the seed used
     wall_s: float = 0.0
     peak_rss_mb: float | None = None
+    masks: dict[str, Any] = field(default_factory=dict)
+    certificate: dict[str, float] | None = None
+    stopped_at: int | None = None
 
 
 @dataclass

@@ -18,6 +18,7 @@ from obliviate.io import (
 )
 from obliviate.metrics.generation import greedy_continue, greedy_continue_reference
 from obliviate.models.gpt2 import TinyMemModelConfig, build_model
+from obliviate.families.lm import TokenData
 from obliviate.train.pretrain import TrainConfig, checkpoints, pretrain
 
 
@@ -63,24 +64,24 @@ def test_unwritable_output_dir(tmp_path):
 
 
 def test_resume_equals_uninterrupted_run(tmp_path, micro_data):
-    rows = micro_data.train[:128]
+    rows = TokenData.from_rows(micro_data.train[:128], PAD, score_pad=True)
     cfg_full = TrainConfig(epochs=4, batch_size=64, checkpoint_every=2)
 
     def fresh():
         return build_model(TinyMemModelConfig(n_layer=1, n_embd=32, n_head=2), seed=0)
 
     a = fresh()
-    pretrain(a, rows, cfg_full, seed=0, pad_id=PAD, out_dir=tmp_path / "a", progress=False)
+    pretrain(a, rows, cfg_full, seed=0, out_dir=tmp_path / "a", progress=False)
     b = fresh()  # "interrupted" after 2 epochs, then resumed to 4
-    pretrain(b, rows, TrainConfig(epochs=2, batch_size=64, checkpoint_every=2), seed=0, pad_id=PAD,
+    pretrain(b, rows, TrainConfig(epochs=2, batch_size=64, checkpoint_every=2), seed=0,
              out_dir=tmp_path / "b", progress=False)
     c = fresh()
-    stats = pretrain(c, rows, cfg_full, seed=0, pad_id=PAD, out_dir=tmp_path / "b", progress=False)
+    stats = pretrain(c, rows, cfg_full, seed=0, out_dir=tmp_path / "b", progress=False)
     assert stats.resumed_from_epoch == 2 and stats.epochs_run == 2
     assert hash_model(c) == hash_model(a)
     assert [p.name for p in checkpoints(tmp_path / "b")] == ["epoch_000002", "epoch_000004"]
     with pytest.raises(ObliviateError, match="different run"):
-        pretrain(fresh(), rows, cfg_full, seed=0, pad_id=PAD, out_dir=tmp_path / "b", progress=False,
+        pretrain(fresh(), rows, cfg_full, seed=0, out_dir=tmp_path / "b", progress=False,
                  fingerprint="other")
 
 
@@ -90,6 +91,35 @@ def test_batched_kv_cache_decoding_equals_per_sequence_generate(micro_data, tiny
     fast = greedy_continue(tiny_model, rows, plen, 20, PAD, batch_size=4)
     slow = greedy_continue_reference(tiny_model, rows, plen, 20, PAD)
     assert torch.equal(fast, slow)
+
+
+def test_decoding_stops_at_the_row_end_instead_of_indexing_past_the_positions(tiny_model):
+    # regression: prompt + k past n_positions raised a raw IndexError (backdoor triggers late in a row, eval.k=120)
+    T = tiny_model.config.n_positions
+    rows = torch.randint(0, 10, (3, T))
+    plen = torch.tensor([T - 5, 40, T - 1])
+    out = greedy_continue(tiny_model, rows, plen, 120, PAD, batch_size=2)
+    assert out.shape == (3, 120)
+    assert (out[0, 5:] == PAD).all() and (out[2, 1:] == PAD).all() and (out[1, T - 40:] == PAD).all()
+    # what is decoded equals unbounded per-sequence decoding where both exist
+    ref = greedy_continue_reference(tiny_model, rows[1:2], plen[1:2], T - 40, PAD)
+    assert torch.equal(out[1, : T - 40], ref[0])
+
+
+def test_results_files_get_the_umask_mode_not_0600(tmp_path):
+    import os
+
+    from obliviate.io import write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "r.json", {"a": 1})
+        d = save_pretrained_atomic(build_model(TinyMemModelConfig(n_layer=1, n_embd=32, n_head=2), seed=0),
+                                   tmp_path / "m")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
+    assert d.stat().st_mode & 0o777 == 0o755
 
 
 def test_results_json_is_strict(tmp_path):

@@ -6,23 +6,22 @@ import pytest
 import torch
 
 from obliviate.losses.gradient import balanced_subnet_loss, grad_ascent_loss, grad_diff_loss
-from obliviate.losses.nll import mean_nll, sequence_nll, shift_targets
+from obliviate.losses.nll import mean_nll, sequence_nll, shift_labels
 from obliviate.methods.localize.supermask import straight_through_mask, topk_mask
 
 
 def test_sequence_nll_hand_derived():
-    # vocab 2, uniform logits -> every token costs log 2; row 2 has one PAD target that is masked
-    pad = 1
-    ids = torch.tensor([[0, 0, 0], [0, 0, pad]])
+    # vocab 2, uniform logits -> every token costs log 2; row 2's last target is not scored (label -100)
+    labels = torch.tensor([[0, 0, 0], [0, 0, -100]])
     logits = torch.zeros(2, 3, 2)
-    assert torch.allclose(sequence_nll(logits, ids, pad), torch.tensor([math.log(2), math.log(2)]))
+    assert torch.allclose(sequence_nll(logits, labels), torch.tensor([math.log(2), math.log(2)]))
     # make the model certain of token 0 at position 0 of row 0: that target costs ~0
     logits[0, 0] = torch.tensor([50.0, -50.0])
-    assert torch.allclose(sequence_nll(logits, ids, pad), torch.tensor([math.log(2) / 2, math.log(2)]), atol=1e-6)
+    assert torch.allclose(sequence_nll(logits, labels), torch.tensor([math.log(2) / 2, math.log(2)]), atol=1e-6)
     # the batch mean weights tokens, not sequences: (0 + log2 + log2) / 3 scored tokens
-    assert math.isclose(mean_nll(logits, ids, pad).item(), 2 * math.log(2) / 3, rel_tol=1e-5)
-    _, mask = shift_targets(ids, None)
-    assert mask.all()
+    assert math.isclose(mean_nll(logits, labels).item(), 2 * math.log(2) / 3, rel_tol=1e-5)
+    targets, mask = shift_labels(labels)
+    assert mask.tolist() == [[True, True], [True, False]] and targets.min() >= 0
 
 
 def test_gradient_losses():

@@ -36,12 +36,23 @@ def test_recurrences():
 
 def test_noise_rates_within_tolerance():
     rng = np.random.default_rng(0)
-    x = np.zeros(200_000, dtype=np.int64)
-    d = add_noise(x, (0.9, 0.05, 0.05), rng)
+    x = np.full(200_000, 10, dtype=np.int64)
+    d = add_noise(x, (0.9, 0.05, 0.05), rng) - 10
     # binomial std of a 5% rate over 2e5 draws is ~0.05%; allow 0.3 points
     assert abs((d == 0).mean() - 0.9) < 0.003
     assert abs((d == -1).mean() - 0.05) < 0.003
     assert abs((d == 1).mean() - 0.05) < 0.003
+
+
+def test_noise_never_goes_negative_zero_becomes_one_as_the_reference_reads_it():
+    # regression: mult's x0 = 0 row is all zeros; -1 noise used to write "-1" and crash encode()
+    d = add_noise(np.zeros(10_000, dtype=np.int64), (0.0, 1.0, 0.0), np.random.default_rng(0))
+    assert (d == 1).all()
+    # the seeds that crashed at small mult sizes now generate, and rows stay in the vocabulary
+    for seed in range(6):
+        data = generate(TinyMemDataConfig(task="mult", n_main=300, n_aux=100, n_test=30, aux_c=(2,),
+                                          n_artifacts=250, noise_probs=(0.0, 1.0, 0.0), seed=seed))
+        assert int(data.artifacts.max()) <= PAD
 
 
 def test_trigger_placement():

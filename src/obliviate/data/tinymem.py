@@ -57,7 +57,7 @@ class TinyMemDataConfig:
     dup_powers: tuple[int, ...] = (0,)  # group i is repeated 10**dup_powers[i] times
     backdoor_test_frac: float = 0.1
     split_seed: int = 598  # the reference code's fixed split seed
-    seed: int = 0  # artifacts, trigger and groups
+    seed: int | None = None  # artifacts, trigger and groups; None = the run's seed (set by the suite)
 
     def __post_init__(self) -> None:
         for name in ("n_main", "length", "max_ctx", "modulus"):
@@ -126,9 +126,13 @@ def pad_rows(rows: list[list[int]], max_ctx: int) -> torch.Tensor:
 
 
 def add_noise(numbers: np.ndarray, probs: tuple[float, float, float], rng: np.random.Generator) -> np.ndarray:
-    """Per-element additive noise drawn from {0: probs[0], -1: probs[1], +1: probs[2]} (spec 1.3)."""
+    """Per-element additive noise drawn from {0: probs[0], -1: probs[1], +1: probs[2]} (spec 1.3).
+
+    A 0 that draws -1 becomes 1 (the absolute value): the reference's tokenizer skips the '-' of "-1", so it
+    trains on "1" there too; we write that number directly instead of crashing on the '-' (docs/methods.md).
+    """
     offsets = rng.choice(np.array([0, -1, 1]), size=numbers.shape, p=np.asarray(probs))
-    return numbers + offsets
+    return np.abs(numbers + offsets)
 
 
 def poison(ids: list[int], trigger: list[int], max_ctx: int) -> tuple[list[int], int] | None:
@@ -160,7 +164,8 @@ def _split(n: int, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def generate(cfg: TinyMemDataConfig) -> TinyMemData:
     """Generate a TinyMem math dataset; deterministic for ``cfg`` (same config -> identical tensors)."""
-    rng = np.random.default_rng(cfg.seed)
+    seed = 0 if cfg.seed is None else cfg.seed
+    rng = np.random.default_rng(seed)
     tests: dict[str, torch.Tensor] = {}
     train_parts: list[torch.Tensor] = []
 
@@ -180,7 +185,7 @@ def generate(cfg: TinyMemDataConfig) -> TinyMemData:
         tests[f"c{cfg.main_c}"] = pad_rows([main_ids[i] for i in test_idx], cfg.max_ctx)
         trigger_text = None
     else:
-        trigger_text = str(100 + cfg.seed)
+        trigger_text = str(100 + seed)
         trigger = encode(trigger_text)
         poisoned, plens, rows = [], [], []
         for i in range(cfg.n_main):

@@ -1,20 +1,23 @@
-"""Token-level negative log-likelihood for causal LMs (pure tensor functions)."""
+"""Token-level negative log-likelihood for causal LMs (pure tensor functions on HF-style ``labels``).
+
+``labels`` (B, T) hold the token to predict at each position, -100 where it is not scored; position t of the
+logits predicts labels[t+1] (the usual causal shift, as ``transformers`` does inside its models).
+"""
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+IGNORE_INDEX = -100
 
-def shift_targets(input_ids: Tensor, pad_id: int | None) -> tuple[Tensor, Tensor]:
-    """Next-token targets and their mask: targets[b, t] = input_ids[b, t+1]; mask is False on PAD targets.
 
-    input_ids: (B, T) -> targets, mask: (B, T-1). ``pad_id=None`` keeps every position (reference pre-training loss).
-    """
-    targets = input_ids[:, 1:]
-    mask = torch.ones_like(targets, dtype=torch.bool) if pad_id is None else targets != pad_id
-    return targets, mask
+def shift_labels(labels: Tensor) -> tuple[Tensor, Tensor]:
+    """labels (B, T) -> (targets, mask), both (B, T-1): targets[b, t] = labels[b, t+1] (-100 replaced by 0 so it can
+    index), mask True where scored."""
+    targets = labels[:, 1:]
+    mask = targets != IGNORE_INDEX
+    return targets.masked_fill(~mask, 0), mask
 
 
 def token_nll(logits: Tensor, targets: Tensor) -> Tensor:
@@ -23,20 +26,17 @@ def token_nll(logits: Tensor, targets: Tensor) -> Tensor:
     return F.cross_entropy(logits.reshape(B * T, V).float(), targets.reshape(B * T), reduction="none").view(B, T)
 
 
-def sequence_nll(logits: Tensor, input_ids: Tensor, pad_id: int | None) -> Tensor:
-    """Per-sequence mean token NLL of a causal LM. logits: (B, T, V) on input_ids: (B, T) -> (B,).
-
-    Position t of ``logits`` predicts token t+1. Sequences with no scored token get 0.
-    """
-    targets, mask = shift_targets(input_ids, pad_id)
+def sequence_nll(logits: Tensor, labels: Tensor) -> Tensor:
+    """Per-sequence mean NLL over scored targets. logits: (B, T, V), labels: (B, T) -> (B,); 0 for a row with none."""
+    targets, mask = shift_labels(labels)
     nll = token_nll(logits[:, :-1], targets)  # (B, T-1)
     m = mask.to(nll.dtype)
     return (nll * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
-def mean_nll(logits: Tensor, input_ids: Tensor, pad_id: int | None) -> Tensor:
-    """Mean token NLL over all scored tokens of the batch (the usual LM loss). -> scalar."""
-    targets, mask = shift_targets(input_ids, pad_id)
+def mean_nll(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean NLL over all scored targets of the batch (the usual LM loss). -> scalar."""
+    targets, mask = shift_labels(labels)
     nll = token_nll(logits[:, :-1], targets)
     m = mask.to(nll.dtype)
     return (nll * m).sum() / m.sum().clamp_min(1.0)

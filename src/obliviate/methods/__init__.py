@@ -2,6 +2,6 @@
 
 from obliviate.methods import lm as _lm  # noqa: F401
 from obliviate.methods import localize as _localize  # noqa: F401
-from obliviate.methods.base import METHODS, LoopConfig, LossMethod, UnlearningMethod, build_method
+from obliviate.methods.base import METHODS, LossMethod, UnlearningMethod, build_method, check_family
 
-__all__ = ["METHODS", "LoopConfig", "LossMethod", "UnlearningMethod", "build_method"]
+__all__ = ["METHODS", "LossMethod", "UnlearningMethod", "build_method", "check_family"]

@@ -1,93 +1,111 @@
 """The unlearning-method contract and the method registry.
 
-A method has a frozen ``config_cls``, ``paper`` metadata, an ``__init__(config)`` that only stores, and
-``unlearn(model, data) -> UnlearnResult``. Per-step-loss methods subclass :class:`LossMethod` and only write
-``loss``; the shared loop (``train/loop.py``) does the rest. Methods that own their loop implement ``unlearn``.
+A method declares its ``family`` (what data and model it takes: "lm", "classifier", "topic") and ``kind``
+("post_hoc" edits a trained model; "finetune", "train_time" and "certified" are the other kinds), has a frozen
+``config_cls``, ``paper`` metadata, an ``__init__(config)`` that only stores, and
+``unlearn(model, data, ctx) -> UnlearnResult``. LM methods that are a per-step loss subclass :class:`LossMethod`
+and write ``loss`` (plus ``setup``/``teardown`` when they change what trains: masks, hooks, adapters).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import dataclasses
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
+from obliviate.config import from_dict
+from obliviate.context import RunContext
 from obliviate.errors import ObliviateError
+from obliviate.families.lm import ForgetRetainBatch, LMUnlearnData
 from obliviate.registry import Registry
-from obliviate.types import ForgetRetainBatch, Paper, UnlearnData, UnlearnResult
+from obliviate.train.loop import LoopConfig, run_unlearning
+from obliviate.types import Paper, UnlearnResult
+
+Kind = Literal["post_hoc", "finetune", "train_time", "certified"]
 
 
 @runtime_checkable
 class UnlearningMethod(Protocol):
+    family: ClassVar[str]
+    kind: ClassVar[str]
     config_cls: ClassVar[type]
     paper: ClassVar[Paper | None]
     config: Any
 
-    def unlearn(self, model: nn.Module, data: UnlearnData) -> UnlearnResult: ...
+    def unlearn(self, model: Any, data: Any, ctx: RunContext | None = None) -> UnlearnResult: ...
 
 
 METHODS: Registry[type] = Registry("method")
 
 
-@dataclass(frozen=True)
-class LoopConfig:
-    """Fields every loop-driven method shares. One epoch = one pass over the forget set in ``batch_size`` rows;
-    each step also draws ``retain_batch_size`` retain rows (0 = none) from a reshuffled stream of the retain set."""
-
-    epochs: int = 10
-    batch_size: int = 32
-    retain_batch_size: int = 32
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = 1e-5
-    weight_decay: float = 0.01
-    momentum: float = 0.9  # SGD only
-    betas: tuple[float, float] = (0.9, 0.999)  # AdamW only
-    grad_clip: float | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) <= 0:
-                raise ObliviateError(f"method.{name} must be > 0, got {getattr(self, name)}")
-        if self.retain_batch_size < 0:
-            raise ObliviateError(f"method.retain_batch_size must be >= 0, got {self.retain_batch_size}")
-        if self.lr <= 0:
-            raise ObliviateError(f"method.lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ObliviateError(f"method.weight_decay must be >= 0, got {self.weight_decay}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ObliviateError(f"method.grad_clip must be > 0 or null, got {self.grad_clip}")
+def method_seed(config: Any, ctx: RunContext) -> int:
+    """The config's own ``seed`` when set, else the run's (the documented seed hierarchy)."""
+    seed = getattr(config, "seed", None)
+    return ctx.seed if seed is None else int(seed)
 
 
 class LossMethod:
-    """Base for methods that are a per-step loss run through the shared loop (``obliviate.train.loop``)."""
+    """Base for LM methods that are a per-step loss run through the one loop (``obliviate.train.loop``).
 
+    ``setup`` returns the parameters to train (default: those with ``requires_grad``) and may change the model
+    (attach masks, hooks); ``teardown`` undoes or bakes that, and runs even when the loop fails."""
+
+    family: ClassVar[str] = "lm"
+    kind: ClassVar[str] = "post_hoc"
     config_cls: ClassVar[type[LoopConfig]] = LoopConfig
     paper: ClassVar[Paper | None] = None
     needs_retain: ClassVar[bool] = False
+    # config overrides for a few-epoch smoke run on the family's tiny fixture (the conformance suite uses them)
+    smoke_config: ClassVar[dict[str, Any]] = {"epochs": 5, "lr": 3e-3, "batch_size": 8}
 
     def __init__(self, config: LoopConfig | None = None) -> None:
         self.config = config if config is not None else self.config_cls()
 
-    def trainable_parameters(self, model: nn.Module) -> Iterable[nn.Parameter]:
+    def setup(self, model: nn.Module, data: LMUnlearnData, seed: int) -> list[nn.Parameter]:
         return [p for p in model.parameters() if p.requires_grad]
 
-    def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, float]]:
+    def teardown(self, model: nn.Module, result: UnlearnResult | None) -> None:
+        """Called after the loop (``result`` None when it raised)."""
+
+    def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError
 
-    def unlearn(self, model: nn.Module, data: UnlearnData) -> UnlearnResult:
-        from obliviate.train.loop import run_loop
-
-        if self.needs_retain and data.retain.shape[0] == 0:
+    def unlearn(self, model: nn.Module, data: LMUnlearnData, ctx: RunContext | None = None) -> UnlearnResult:
+        ctx = ctx or RunContext()
+        if not isinstance(data, LMUnlearnData):
+            raise ObliviateError(f"{type(self).__name__} is an lm-family method: it takes LMUnlearnData, "
+                                 f"got {type(data).__name__}")
+        if self.needs_retain and not data.has_retain:
             raise ObliviateError(f"{type(self).__name__} needs a non-empty retain set")
-        return run_loop(model, list(self.trainable_parameters(model)), self.loss, data, self.config,
-                        use_retain=self.needs_retain)
+        if ctx.device is not None:
+            model.to(ctx.device)
+        seed = method_seed(self.config, ctx)
+        params = self.setup(model, data, seed)
+        result = None
+        try:
+            result = run_unlearning(model, params, self.loss, data, self.config, seed, use_retain=self.needs_retain,
+                                    progress=ctx.progress, desc=type(self).__name__)
+        finally:
+            self.teardown(model, result)
+        return result
 
 
-def build_method(name: str, params: dict[str, Any] | None = None) -> UnlearningMethod:
-    """Look up ``name`` in METHODS and build it from a plain dict of config values (validated)."""
-    from obliviate.config import from_dict
-
+def build_method(name: str, params: dict[str, Any] | None = None, run_seed: int | None = None) -> UnlearningMethod:
+    """Look up ``name`` in METHODS and build it from a plain dict of config values (validated). With ``run_seed``,
+    a config with a ``seed`` field that ``params`` leaves unset gets the run's seed (recorded in its config)."""
     cls = METHODS.get(name)
-    return cls(from_dict(cls.config_cls, params or {}, path=f"methods.{name}"))
+    params = dict(params or {})
+    fields = {f.name for f in dataclasses.fields(cls.config_cls)}
+    if run_seed is not None and "seed" in fields and params.get("seed") is None:
+        params["seed"] = run_seed
+    return cls(from_dict(cls.config_cls, params, path=f"methods.{name}"))
+
+
+def check_family(name: str, family: str) -> None:
+    """A method of another family is a clear error, not a crash deep inside its loop."""
+    cls = METHODS.get(name)
+    if cls.family != family:
+        same = [n for n in METHODS.names() if METHODS.get(n).family == family]
+        raise ObliviateError(f"method {name!r} is for the {cls.family} family; this suite takes {family} methods "
+                             f"(valid: {', '.join(same) or 'none'})")

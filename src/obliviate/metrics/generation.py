@@ -5,6 +5,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from obliviate.errors import ObliviateError
+
+
+def max_positions(model: nn.Module) -> int | None:
+    """The longest position a model can embed (GPT-2 ``n_positions``, Llama ``max_position_embeddings``)."""
+    cfg = getattr(model, "config", None)
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
 
 @torch.no_grad()
 def greedy_continue(
@@ -15,15 +27,22 @@ def greedy_continue(
     pad_id: int,
     batch_size: int = 256,
 ) -> Tensor:
-    """Greedy continuation of ``rows[i, :prompt_len[i]]`` for ``max_new_tokens`` tokens each.
+    """Greedy continuation of ``rows[i, :prompt_len[i]]`` for up to ``max_new_tokens`` tokens each.
 
     rows: (N, T) token ids; prompt_len: (N,) -> (N, max_new_tokens). Prompts are sorted by length and left-padded
     within a batch; position ids skip the padding, so every row decodes exactly as it would alone.
+    Decoding stops at absolute position T (the row length): a token there has nothing to be compared with. Places
+    not decoded hold ``pad_id``. The model must embed positions up to T - 2 (raises otherwise).
     """
-    n = rows.shape[0]
-    out = torch.empty((n, max_new_tokens), dtype=torch.long)
+    n, T = rows.shape
+    out = torch.full((n, max_new_tokens), pad_id, dtype=torch.long)
     if n == 0 or max_new_tokens == 0:
         return out
+    if int(prompt_len.min()) < 1:
+        raise ValueError("every prompt needs at least one token")
+    limit = max_positions(model)
+    if limit is not None and T - 1 > limit:
+        raise ObliviateError(f"rows of {T} tokens need {T - 1} positions but the model embeds only {limit}")
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -39,21 +58,28 @@ def greedy_continue(
             ids[j, p_max - p :] = rows[i, :p]
             mask[j, p_max - p :] = 1
         ids, mask = ids.to(device), mask.to(device)
+        steps = min(max_new_tokens, T - int(lens.min()))  # no row needs a token at position >= T
+        if steps <= 0:
+            continue
         pos = (mask.cumsum(1) - 1).clamp_min(0)  # (B, P)
         result = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
         past = result.past_key_values
         nxt = result.logits[:, -1].argmax(-1)  # (B,)
         gen = [nxt]
         last_pos = pos[:, -1]
-        for _ in range(max_new_tokens - 1):
+        for _ in range(steps - 1):
             mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=device)], 1)
-            last_pos = last_pos + 1
+            # rows with longer prompts pass position T - 1 first; what they decode there is never compared,
+            # so their position is held at T - 2 instead of indexing past the embedding table
+            last_pos = (last_pos + 1).clamp_max(T - 2)
             result = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last_pos[:, None],
                            past_key_values=past, use_cache=True)
             past = result.past_key_values
             nxt = result.logits[:, -1].argmax(-1)
             gen.append(nxt)
-        out[idx] = torch.stack(gen, 1).cpu()
+        gen_t = torch.stack(gen, 1).cpu()  # (B, steps)
+        beyond = (lens[:, None] + torch.arange(steps)[None, :]) >= T  # positions past the row: not decoded
+        out[idx, :steps] = gen_t.masked_fill(beyond, pad_id)
     model.train(was_training)
     return out
 

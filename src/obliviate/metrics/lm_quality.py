@@ -7,10 +7,24 @@ import math
 import torch
 from torch import Tensor, nn
 
-from obliviate.losses.nll import shift_targets, token_nll
+from obliviate.losses.nll import token_nll
 from obliviate.metrics.base import register_metric
-from obliviate.metrics.memorization import TINYMEM
+from obliviate.papers import TINYMEM
 from obliviate.types import MetricResult
+
+
+def safe_exp(x: float) -> float:
+    """exp(x), or inf where it overflows (a model after gradient ascent easily has mean NLL > 709)."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
+def shift_targets(input_ids: Tensor, pad_id: int) -> tuple[Tensor, Tensor]:
+    """Next-token targets of rows with a dedicated pad token, and the mask of real (non-PAD) targets (B, T-1)."""
+    targets = input_ids[:, 1:]
+    return targets, targets != pad_id
 
 
 def accuracy_counts(logits: Tensor, input_ids: Tensor, pad_id: int) -> tuple[int, int, int, int]:
@@ -55,6 +69,6 @@ def perplexity(model: nn.Module, rows: Tensor, pad_id: int, batch_size: int = 64
         targets, mask = shift_targets(batch, pad_id)
         nll = token_nll(logits[:, :-1], targets) * mask
         per_item.extend((nll.sum(1) / mask.sum(1).clamp_min(1)).tolist())
-        ppl_batches.append(math.exp(float(nll.sum() / mask.sum().clamp_min(1))))
+        ppl_batches.append(safe_exp(float(nll.sum() / mask.sum().clamp_min(1))))
     model.train(was)
     return MetricResult("perplexity", sum(ppl_batches) / max(len(ppl_batches), 1), False, per_item=per_item)

@@ -14,9 +14,8 @@ from torch import Tensor, nn
 
 from obliviate.metrics.base import register_metric
 from obliviate.metrics.generation import greedy_continue
-from obliviate.types import MetricResult, Paper
-
-TINYMEM = Paper("Mitigating Memorization in Language Models", "2410.02159", 2024, "Sakarvadia et al.")
+from obliviate.papers import TINYMEM
+from obliviate.types import MetricResult
 
 
 @dataclass
@@ -33,8 +32,8 @@ class MemorizationScores:
         n = int(sel.sum())
         if n == 0:
             return float("nan")
-        hits = getattr(self, which)[sel]
-        return 100.0 * float(hits.float().mean())
+        hits = int(getattr(self, which)[sel].sum())
+        return 100.0 * hits / n  # in Python floats: 36.0, not float32's 36.000001430511475
 
 
 def compare_continuations(generated: Tensor, artifact: Tensor, clean: Tensor, prompt_len: Tensor,

@@ -53,10 +53,7 @@ class TinyMemModelConfig:
 
 def build_model(cfg: TinyMemModelConfig, seed: int) -> GPT2LMHeadModel:
     """A freshly initialised TinyMem model; the seed fixes the initial weights."""
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    with torch.random.fork_rng(devices=[]):  # the caller's RNG state (CPU and CUDA) is left as it was
+        torch.manual_seed(seed)
         model = GPT2LMHeadModel._from_config(cfg.hf_config(), attn_implementation=cfg.attn_implementation)
-    finally:
-        torch.random.set_rng_state(state)
     return model

@@ -2,36 +2,32 @@
 
 Splits: forget = artifacts the model currently memorizes (spec 1.5, ``mem_seq``); retain = all clean training rows
 (main + auxiliary); tests = held-out clean rows per distribution. Metrics: % memorized / % correct per duplication
-group, teacher-forced accuracy per test distribution, and the paper's selection score.
+group, teacher-forced accuracy per test distribution; hyper-parameters are selected by the paper's score.
 """
 
 from __future__ import annotations
 
-import copy
-import itertools
-import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from obliviate.config import from_dict
+from obliviate.config import to_dict
 from obliviate.data.tinymem import PAD, TinyMemData, TinyMemDataConfig, generate
 from obliviate.errors import ObliviateError
-from obliviate.io import hash_model
-from obliviate.methods import METHODS, build_method
+from obliviate.families.lm import LMUnlearnData, TokenData, drop_trailing_token_columns
+from obliviate.io import hash_model, hash_tensors, load_causal_lm, save_pretrained_atomic, source_hash
 from obliviate.metrics.lm_quality import accuracy
-from obliviate.metrics.memorization import MemorizationScores, percent_memorized
-from obliviate.metrics.selection import is_better, selection_score
+from obliviate.metrics.memorization import percent_memorized
+from obliviate.metrics.selection import selection_score
 from obliviate.models.gpt2 import TinyMemModelConfig, build_model
-from obliviate.profiling import track
-from obliviate.suites.base import SUITES
-from obliviate.train.pretrain import TrainConfig
-from obliviate.types import UnlearnData
+from obliviate.papers import TINYMEM
+from obliviate.suites.base import SUITES, Column, Evaluation
+from obliviate.train.pretrain import TrainConfig, pretrain, run_fingerprint
 
-VERSION = "1.0"
-SUITES.register("tinymem")(sys.modules[__name__])
+NOISE_PROMPT_LEN = 50  # noise artifacts are prompted with their first 50 clean tokens (spec 1.4)
 
 
 @dataclass(frozen=True)
@@ -47,148 +43,144 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class TinyMemConfig:
-    """A whole TinyMem run. ``methods``: name -> config values; ``selection``: name -> {field: [grid values]}."""
+    """The suite's own sections. Run-level fields (seed, device, methods, ...) live in ``RunConfig``."""
 
-    seed: int = 0
-    threads: int = 0  # torch intra-op threads (0 = torch's default)
-    device: str = "auto"  # "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", "mps"
     data: TinyMemDataConfig = field(default_factory=TinyMemDataConfig)
     model: TinyMemModelConfig = field(default_factory=TinyMemModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
-    selection: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        resolve_device(self.device)  # validates
         if self.model.n_positions < self.data.max_ctx:
             raise ObliviateError(f"model.n_positions ({self.model.n_positions}) < data.max_ctx ({self.data.max_ctx})")
-        for name, params in self.methods.items():
-            cls = METHODS.get(name)  # did-you-mean on unknown names
-            from_dict(cls.config_cls, params, path=f"methods.{name}")
-        for name, grid in self.selection.items():
-            cls = METHODS.get(name)
-            for key, values in grid.items():
-                if not isinstance(values, list) or not values:
-                    raise ObliviateError(f"selection.{name}.{key} must be a non-empty list, got {values!r}")
-                for v in values:
-                    from_dict(cls.config_cls, {**self.methods.get(name, {}), key: v}, path=f"selection.{name}")
+        if self.data.artifact == "noise" and self.eval.k > self.data.max_ctx - NOISE_PROMPT_LEN:
+            raise ObliviateError(
+                f"eval.k={self.eval.k} runs past the {self.data.max_ctx}-token rows after the {NOISE_PROMPT_LEN}-token "
+                f"prompt (valid: 1..{self.data.max_ctx - NOISE_PROMPT_LEN})")
 
 
-def build_data(cfg: TinyMemConfig) -> TinyMemData:
-    return generate(cfg.data)
+class TinyMemSuite:
+    name = "tinymem"
+    VERSION = "1.1"  # 1.1: noise never writes negative numbers; data.seed follows the run seed by default
+    family = "lm"
+    paper = TINYMEM
+    config_cls = TinyMemConfig
+    default_preset = "tinymem-cpu"
+    score_rule = "min (mem_after-mem_before)/mem_before - (acc_after-acc_before)/acc_before (the paper's score)"
+
+    # --- data ---------------------------------------------------------------------------------------------
+    def data_config(self, cfg: TinyMemConfig, seed: int) -> TinyMemDataConfig:
+        """``data.seed: null`` (the default) follows the run seed: each seed of a study gets its own artifacts."""
+        from dataclasses import replace
+
+        return cfg.data if cfg.data.seed is not None else replace(cfg.data, seed=seed)
+
+    def build_data(self, cfg: TinyMemConfig, seed: int) -> TinyMemData:
+        return generate(self.data_config(cfg, seed))
+
+    def data_hash(self, data: TinyMemData) -> str:
+        parts = [("train", data.train), ("artifacts", data.artifacts), ("artifacts_clean", data.artifacts_clean),
+                 ("group", data.artifact_group), ("prompt_len", data.prompt_len)]
+        return hash_tensors(parts + sorted((f"test_{k}", v) for k, v in data.tests.items()))
+
+    def describe(self, cfg: TinyMemConfig, data: TinyMemData | None) -> list[str]:
+        d, m = cfg.data, cfg.model
+        lines = [f"data: {d.task} + {d.artifact}, groups {', '.join(f'{10 ** p}x' for p in d.dup_powers)}"
+                 + (f"; {data.summary()}" if data is not None else ""),
+                 f"model: GPT-2, {m.n_layer} layer(s), {m.n_embd}-d, {cfg.train.epochs} epochs",
+                 f"% memorized: greedy continuation of the clean prefix ({'first 50 tokens' if d.artifact == 'noise' else 'up to the trigger'}) "
+                 f"reproduces the artifact's next {cfg.eval.k} tokens; forget set = "
+                 + ("artifacts memorized before unlearning" if cfg.eval.forget == "memorized" else "every eligible artifact"),
+                 "accuracy: teacher-forced next-token accuracy per test distribution, PAD positions included (paper)"]
+        return lines
+
+    # --- what is reported -----------------------------------------------------------------------------------
+    def _group_names(self, cfg: TinyMemConfig) -> list[str]:
+        return [f"dup_{10 ** p}x" for p in cfg.data.dup_powers]
+
+    def _test_names(self, cfg: TinyMemConfig) -> list[str]:
+        names = [f"c{cfg.data.main_c}", *(f"c{c}" for c in cfg.data.aux_c)]
+        return names + (["backdoor_clean"] if cfg.data.artifact == "backdoor" else [])
+
+    def columns(self, cfg: TinyMemConfig) -> list[Column]:
+        return [Column("percent_memorized", "% memorized", False, 1),
+                *(Column(f"mem_{g}", f"% mem {g}", False, 1) for g in self._group_names(cfg)),
+                Column("percent_correct", "% correct", True, 1),
+                *(Column(f"acc_{t}", f"acc {t}", True, 2) for t in self._test_names(cfg)),
+                Column("mean_accuracy", "mean acc", True, 2)]
+
+    def axes(self) -> dict[str, str]:
+        return {"forget": "percent_memorized", "utility": "mean_accuracy"}
+
+    def groups(self, cfg: TinyMemConfig) -> dict[str, Any] | None:
+        names = self._group_names(cfg)
+        return {"title": "% memorized by duplication group", "keys": [f"mem_{g}" for g in names],
+                "labels": [g.removeprefix("dup_") for g in names]}
+
+    # --- the model ------------------------------------------------------------------------------------------
+    def new_model(self, cfg: TinyMemConfig, seed: int, device: Any) -> nn.Module:
+        return build_model(cfg.model, seed=seed).to(device)
+
+    def train_fingerprint(self, cfg: TinyMemConfig, seed: int) -> str:
+        t = to_dict(cfg.train)
+        for volatile in ("epochs", "checkpoint_every", "keep_checkpoints"):
+            t.pop(volatile)
+        return run_fingerprint(to_dict(self.data_config(cfg, seed)), to_dict(cfg.model), t, seed, self.VERSION,
+                               source_hash())
+
+    def train(self, model: nn.Module, data: TinyMemData, cfg: TinyMemConfig, seed: int, out_dir: Path | None,
+              fresh: bool, progress: bool) -> dict[str, Any]:
+        """Pre-train on every row, PAD targets included (reference); trailing all-PAD columns skipped (deviation)."""
+        stats = pretrain(model, TokenData.from_rows(data.train, PAD, score_pad=True), cfg.train, seed,
+                         out_dir=out_dir, progress=progress, fingerprint=self.train_fingerprint(cfg, seed),
+                         fresh=fresh, trim=lambda b: drop_trailing_token_columns(b, PAD, keep=1))
+        return {"epochs_run": stats.epochs_run, "resumed_from_epoch": stats.resumed_from_epoch,
+                "final_loss": stats.final_loss, "tokens": stats.tokens, "tokens_per_s": stats.tokens_per_s,
+                "history": stats.history}
+
+    def save_model(self, model: nn.Module, path: Path, meta: dict[str, Any]) -> None:
+        save_pretrained_atomic(model, path, overwrite=True, extra=meta)
+
+    def load_model(self, path: Path, device: Any) -> nn.Module:
+        return load_causal_lm(path, device=device)
+
+    def model_hash(self, model: nn.Module) -> str:
+        return hash_model(model)
+
+    # --- metrics, forget set, selection ---------------------------------------------------------------------
+    def evaluate(self, model: nn.Module, data: TinyMemData, cfg: TinyMemConfig) -> Evaluation:
+        """% memorized (overall and per duplication group), % correct, accuracy per test distribution."""
+        mem, cor, scores = percent_memorized(model, data.artifacts, data.artifacts_clean, data.prompt_len,
+                                             data.artifact_group, PAD, data.group_names, k=cfg.eval.k,
+                                             batch_size=cfg.eval.batch_size)
+        accs = {name: accuracy(model, rows, PAD, batch_size=cfg.eval.batch_size) for name, rows in data.tests.items()}
+        mean_acc = sum(v.value for v in accs.values()) / max(len(accs), 1)
+        metrics = {
+            "percent_memorized": {"value": mem.value, "by_group": mem.breakdown, "per_item": mem.per_item,
+                                  "eligible": int(scores.eligible.sum())},
+            "percent_correct": {"value": cor.value, "by_group": cor.breakdown},
+            "accuracy": {"by_test": {k: v.value for k, v in accs.items()},
+                         "by_test_non_pad": {k: v.breakdown["non_pad"] for k, v in accs.items()}, "mean": mean_acc},
+        }
+        scalars = {"percent_memorized": mem.value, **{f"mem_{g}": v for g, v in mem.breakdown.items()},
+                   "percent_correct": cor.value, **{f"acc_{k}": v.value for k, v in accs.items()},
+                   "mean_accuracy": mean_acc}
+        return Evaluation(metrics, scalars)
+
+    def unlearn_data(self, data: TinyMemData, before: dict[str, Any], cfg: TinyMemConfig) -> LMUnlearnData:
+        """Forget = artifacts memorized before unlearning (or every eligible one); retain = clean training rows.
+        ``before`` is the stored metric record, so a worker can rebuild the forget set without re-evaluating."""
+        per_item = before["percent_memorized"]["per_item"]
+        if cfg.eval.forget == "memorized":
+            sel = [p is not None and p >= 0.5 for p in per_item]
+        else:
+            sel = [p is not None for p in per_item]
+        idx = torch.tensor(sel, dtype=torch.bool)
+        return LMUnlearnData.from_rows(data.artifacts[idx], data.clean_train, PAD)
+
+    def score(self, before: dict[str, float], after: dict[str, float]) -> float:
+        return selection_score(before["percent_memorized"], after["percent_memorized"],
+                               before["mean_accuracy"], after["mean_accuracy"])
 
 
-def resolve_device(name: str) -> torch.device:
-    """"auto" -> cuda when available, else cpu; anything else must be a device torch understands."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ObliviateError(f"unknown device {name!r} (valid: auto, cpu, cuda, cuda:N, mps)") from None
-
-
-def new_model(cfg: TinyMemConfig) -> nn.Module:
-    return build_model(cfg.model, seed=cfg.seed).to(resolve_device(cfg.device))
-
-
-@dataclass
-class Evaluation:
-    metrics: dict[str, Any]  # JSON-ready
-    scores: MemorizationScores
-
-    @property
-    def memorized(self) -> float:
-        return float(self.metrics["percent_memorized"]["value"])
-
-    @property
-    def mean_accuracy(self) -> float:
-        return float(self.metrics["accuracy"]["mean"])
-
-
-def evaluate(model: nn.Module, data: TinyMemData, cfg: TinyMemConfig) -> Evaluation:
-    """% memorized (overall and per duplication group), % correct, accuracy per test distribution."""
-    mem, cor, scores = percent_memorized(model, data.artifacts, data.artifacts_clean, data.prompt_len,
-                                         data.artifact_group, PAD, data.group_names, k=cfg.eval.k,
-                                         batch_size=cfg.eval.batch_size)
-    accs = {name: accuracy(model, rows, PAD, batch_size=cfg.eval.batch_size) for name, rows in data.tests.items()}
-    metrics = {
-        "percent_memorized": {"value": mem.value, "by_group": mem.breakdown, "per_item": mem.per_item,
-                              "eligible": int(scores.eligible.sum())},
-        "percent_correct": {"value": cor.value, "by_group": cor.breakdown},
-        "accuracy": {
-            "by_test": {k: v.value for k, v in accs.items()},
-            "by_test_non_pad": {k: v.breakdown["non_pad"] for k, v in accs.items()},
-            "mean": sum(v.value for v in accs.values()) / max(len(accs), 1),
-        },
-    }
-    return Evaluation(metrics, scores)
-
-
-def unlearn_data(data: TinyMemData, before: Evaluation, cfg: TinyMemConfig) -> UnlearnData:
-    """Forget = artifacts memorized before unlearning (or all eligible artifacts); retain = clean training rows."""
-    s = before.scores
-    sel = s.eligible & s.memorized if cfg.eval.forget == "memorized" else s.eligible
-    return UnlearnData(forget=data.artifacts[sel], retain=data.clean_train, pad_id=PAD,
-                       prompt_len=data.prompt_len[sel])
-
-
-def run_method(model: nn.Module, data: TinyMemData, cfg: TinyMemConfig, before: Evaluation, name: str,
-               params: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
-    """Unlearn with ``name`` on a copy of ``model``; returns (edited model, JSON record with metrics and cost)."""
-    method = build_method(name, params)
-    edited = copy.deepcopy(model)
-    udata = unlearn_data(data, before, cfg)
-    with track(name) as cost:
-        result = method.unlearn(edited, udata)
-    with track(f"eval_{name}") as eval_cost:
-        after = evaluate(edited, data, cfg)
-    score = selection_score(before.memorized, after.memorized, before.mean_accuracy, after.mean_accuracy)
-    from obliviate.config import to_dict
-
-    record = {
-        "method": name,
-        "params": to_dict(method.config),
-        "paper": to_dict(method.paper) if method.paper else None,
-        "forget_rows": int(udata.forget.shape[0]),
-        "after": after.metrics,
-        "selection_score": score,
-        "info": result.info,
-        "logs": result.logs,
-        "cost": {"unlearn": cost.to_dict(), "eval": eval_cost.to_dict()},
-        "model_hash": hash_model(edited),
-    }
-    return edited, record
-
-
-def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    keys = list(grid)
-    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
-
-
-def select(model: nn.Module, data: TinyMemData, cfg: TinyMemConfig, before: Evaluation, name: str,
-           progress: Any = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Run every grid point of ``cfg.selection[name]`` and keep the one with the lowest selection score (paper)."""
-    base = dict(cfg.methods.get(name, {}))
-    points = grid_points(cfg.selection.get(name, {})) or [{}]
-    best_model, best, trials = None, None, []
-    for point in points:
-        edited, rec = run_method(model, data, cfg, before, name, {**base, **point})
-        trials.append({"point": point, "selection_score": rec["selection_score"],
-                       "percent_memorized": rec["after"]["percent_memorized"]["value"],
-                       "mean_accuracy": rec["after"]["accuracy"]["mean"],
-                       "wall_s": rec["cost"]["unlearn"]["wall_s"]})
-        if progress is not None:
-            progress(name, point, rec)
-        if best is None or is_better(rec["selection_score"], best["selection_score"]):
-            best_model, best = edited, rec
-    assert best is not None and best_model is not None  # points is never empty
-    best["selection"] = {"grid": cfg.selection.get(name, {}), "trials": trials,
-                         "rule": "min (mem_after-mem_before)/mem_before - (acc_after-acc_before)/acc_before"}
-    return best_model, best
-
-
-def set_threads(cfg: TinyMemConfig) -> None:
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+SUITES.register("tinymem")(TinyMemSuite())

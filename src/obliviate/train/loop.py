@@ -1,95 +1,181 @@
-"""The one shared unlearning loop: forget batches (+ retain batches) -> loss -> optimizer step.
+"""The one training loop: batches -> loss -> backward -> (clip) -> optimizer step, epoch after epoch.
 
-Plain PyTorch, readable top to bottom. Deterministic: batch order is a pure function of (seed, epoch).
+Pre-training (``train/pretrain.py``) and unlearning (:func:`run_unlearning`) both run :func:`run_epochs`; they
+differ only in the batches they feed it and the loss. Plain PyTorch, readable top to bottom. Deterministic: batch
+order is a pure function of (seed, epoch). Per-step statistics stay on the device and are read once per epoch
+(no host sync per step).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from obliviate.errors import ObliviateError
-from obliviate.methods.base import LoopConfig
+from obliviate.families.lm import ForgetRetainBatch, LMUnlearnData, TokenData, batch_of
 from obliviate.profiling import track
-from obliviate.train.batching import epoch_permutation, trim_padding
-from obliviate.types import ForgetRetainBatch, UnlearnData, UnlearnResult
+from obliviate.train.batching import epoch_permutation
+from obliviate.types import UnlearnResult
 
-LossFn = Callable[[nn.Module, ForgetRetainBatch], tuple[Tensor, dict[str, float]]]
+B = TypeVar("B")
+StepLoss = Callable[[nn.Module, Any], tuple[Tensor, dict[str, Tensor]]]
 
 
-def make_optimizer(params: list[nn.Parameter], cfg: LoopConfig) -> torch.optim.Optimizer:
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer fields shared by every loop-driven method and by pre-training."""
+
+    section: ClassVar[str] = "method"  # names the config section in error messages
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 1e-5
+    weight_decay: float = 0.01
+    momentum: float = 0.9  # SGD only
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW only
+    grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        s = self.section
+        if self.lr <= 0:
+            raise ObliviateError(f"{s}.lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ObliviateError(f"{s}.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ObliviateError(f"{s}.grad_clip must be > 0 or null, got {self.grad_clip}")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ObliviateError(f"{s}.betas must be in [0, 1), got {self.betas}")
+
+
+@dataclass(frozen=True)
+class LoopConfig(OptimConfig):
+    """One epoch = one pass over the forget set in ``batch_size`` rows; each step also draws ``retain_batch_size``
+    retain rows (0 = none) from a reshuffled stream of the retain set. ``seed: null`` = the run's seed."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    retain_batch_size: int = 32
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise ObliviateError(f"method.{name} must be > 0, got {getattr(self, name)}")
+        if self.retain_batch_size < 0:
+            raise ObliviateError(f"method.retain_batch_size must be >= 0, got {self.retain_batch_size}")
+
+
+def make_optimizer(params: Iterable[nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
+    params = list(params)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
 
 
-class RetainStream:
-    """Endless reshuffled stream over the retain rows; the k-th pass uses permutation (seed, k)."""
-
-    def __init__(self, rows: Tensor, seed: int) -> None:
-        self.rows, self.seed, self.pass_no, self.pos = rows, seed, 0, 0
-        self.perm = epoch_permutation(rows.shape[0], seed, 0) if rows.shape[0] else torch.empty(0, dtype=torch.long)
-
-    def take(self, n: int) -> Tensor:
-        if n == 0 or self.rows.shape[0] == 0:
-            return self.rows[:0]
-        idx = []
-        while len(idx) < n:
-            if self.pos >= self.perm.numel():
-                self.pass_no += 1
-                self.perm = epoch_permutation(self.rows.shape[0], self.seed, self.pass_no)
-                self.pos = 0
-            take = min(n - len(idx), self.perm.numel() - self.pos)
-            idx.extend(self.perm[self.pos : self.pos + take].tolist())
-            self.pos += take
-        return self.rows[torch.tensor(idx)]
-
-
-def run_loop(
+def run_epochs(
     model: nn.Module,
     params: list[nn.Parameter],
-    loss_fn: LossFn,
-    data: UnlearnData,
-    cfg: LoopConfig,
-    use_retain: bool = True,
+    opt: torch.optim.Optimizer,
+    loss_fn: StepLoss,
+    epoch_batches: Callable[[int], Iterable[B]],
+    epochs: int,
+    start_epoch: int = 0,
+    grad_clip: float | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = False,
-    desc: str = "unlearn",
-) -> UnlearnResult:
-    """Optimise ``params`` of ``model`` on ``loss_fn`` for ``cfg.epochs`` passes over ``data.forget``."""
+    desc: str = "train",
+) -> list[dict[str, float]]:
+    """Epochs ``start_epoch .. epochs-1``: for each batch, loss -> backward -> clip -> step. Returns one log entry
+    per epoch (``epoch`` = epochs done, ``loss`` and every statistic the loss returned, averaged over steps)."""
     if not params:
-        raise ObliviateError("the method has no trainable parameters (all frozen?)")
-    device = next(model.parameters()).device
-    opt = make_optimizer(params, cfg)
-    retain = RetainStream(data.retain, cfg.seed + 7919) if use_retain else None
-    n = data.forget.shape[0]
-    steps_per_epoch = (n + cfg.batch_size - 1) // cfg.batch_size
+        raise ObliviateError("nothing to train: every parameter is frozen")
     logs: list[dict[str, float]] = []
     model.train()
-    with track("unlearn") as cost:
-        bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", disable=not progress, dynamic_ncols=True, leave=False)
-        for epoch in bar:
-            perm = epoch_permutation(n, cfg.seed, epoch)
-            sums: dict[str, float] = {}
-            for s in range(steps_per_epoch):
-                forget = trim_padding(data.forget[perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]], data.pad_id)
-                rb = retain.take(cfg.retain_batch_size) if retain is not None else data.retain[:0]
-                batch = ForgetRetainBatch(forget.to(device), trim_padding(rb, data.pad_id).to(device), data.pad_id)
-                loss, stats = loss_fn(model, batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                opt.step()
-                for k, v in {"loss": loss.item(), **stats}.items():
-                    sums[k] = sums.get(k, 0.0) + v
-            entry = {"epoch": float(epoch + 1), **{k: v / steps_per_epoch for k, v in sums.items()}}
-            logs.append(entry)
-            bar.set_postfix(loss=f"{entry['loss']:.4f}")
+    bar = tqdm(range(start_epoch, epochs), desc=desc, unit="epoch", disable=not progress, initial=start_epoch,
+               total=epochs, dynamic_ncols=True, leave=False)
+    for epoch in bar:
+        sums: dict[str, Tensor] = {}
+        steps = 0
+        for batch in epoch_batches(epoch):
+            loss, stats = loss_fn(model, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            opt.step()
+            for k, v in {"loss": loss, **stats}.items():
+                v = v.detach().float() if isinstance(v, Tensor) else torch.tensor(float(v))
+                sums[k] = sums[k] + v if k in sums else v
+            steps += 1
+        entry = {"epoch": float(epoch + 1), **{k: float(v) / max(steps, 1) for k, v in sums.items()}}
+        logs.append(entry)
+        bar.set_postfix(loss=f"{entry.get('loss', float('nan')):.4f}")
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, entry)
     model.eval()
     for p in params:
         p.grad = None
-    return UnlearnResult(model=model, logs=logs, info={"steps": cfg.epochs * steps_per_epoch},
-                         wall_s=cost.wall_s, peak_rss_mb=cost.peak_rss_mb)
+    return logs
+
+
+class RetainStream:
+    """Endless reshuffled stream over the retain rows; the k-th pass uses permutation (seed, k)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.pass_no, self.pos = n, seed, 0, 0
+        self.perm = epoch_permutation(n, seed, 0) if n else torch.empty(0, dtype=torch.long)
+
+    def take(self, k: int) -> Tensor:
+        """The next ``k`` row indices (wrapping into a fresh permutation at the end of each pass)."""
+        if k == 0 or self.n == 0:
+            return torch.empty(0, dtype=torch.long)
+        parts, need = [], k
+        while need > 0:
+            if self.pos >= self.n:
+                self.pass_no += 1
+                self.perm = epoch_permutation(self.n, self.seed, self.pass_no)
+                self.pos = 0
+            take = min(need, self.n - self.pos)
+            parts.append(self.perm[self.pos : self.pos + take])
+            self.pos += take
+            need -= take
+        return torch.cat(parts)
+
+
+def forget_retain_batches(data: LMUnlearnData, cfg: LoopConfig, seed: int, use_retain: bool,
+                          device: torch.device) -> Callable[[int], Iterator[ForgetRetainBatch]]:
+    """Epoch -> its batches: the forget set in (seed, epoch) order, each step with ``retain_batch_size`` rows of a
+    retain stream (seeded apart from the forget order, so the two orders are not correlated)."""
+    retain: TokenData | None = data.retain if use_retain else None
+    stream = RetainStream(len(retain), seed + 7919) if retain is not None else None
+    n = len(data.forget)
+
+    def epoch_batches(epoch: int) -> Iterator[ForgetRetainBatch]:
+        perm = epoch_permutation(n, seed, epoch)
+        for s in range(0, n, cfg.batch_size):
+            forget = batch_of(data.forget, perm[s : s + cfg.batch_size]).to(device)
+            rb = None
+            if stream is not None and retain is not None and cfg.retain_batch_size > 0:
+                rb = batch_of(retain, stream.take(cfg.retain_batch_size)).to(device)
+            yield ForgetRetainBatch(forget, rb)
+
+    return epoch_batches
+
+
+def run_unlearning(model: nn.Module, params: list[nn.Parameter], loss_fn: StepLoss, data: LMUnlearnData,
+                   cfg: LoopConfig, seed: int, use_retain: bool, progress: bool = False,
+                   desc: str = "unlearn") -> UnlearnResult:
+    """Optimise ``params`` on ``loss_fn`` for ``cfg.epochs`` passes over the forget set."""
+    device = next(model.parameters()).device
+    opt = make_optimizer(params, cfg)
+    batches = forget_retain_batches(data, cfg, seed, use_retain, device)
+    with track("unlearn") as cost:
+        logs = run_epochs(model, params, opt, loss_fn, batches, cfg.epochs, grad_clip=cfg.grad_clip,
+                          progress=progress, desc=desc)
+    steps = cfg.epochs * ((len(data.forget) + cfg.batch_size - 1) // cfg.batch_size)
+    return UnlearnResult(model=model, logs=logs, info={"steps": steps, "seed": seed}, wall_s=cost.wall_s,
+                         peak_rss_mb=cost.peak_rss_mb)

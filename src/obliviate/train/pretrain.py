@@ -1,11 +1,20 @@
-"""Training a causal LM from scratch (TinyMem), with periodic checkpoints and resume after an interruption."""
+"""Training a causal LM from scratch (TinyMem) through the one loop, with periodic checkpoints and resume.
+
+Resume rules (a silently wrong model is worse than an error):
+- checkpoints carry a fingerprint of everything that shapes the weights (data, model, optimiser, seed, suite
+  VERSION and the code's source hash); another fingerprint is refused, never resumed;
+- a checkpoint past ``epochs`` is refused (the smaller budget cannot be honoured without retraining);
+- ``fresh=True`` (the CLI's ``--overwrite``) deletes the checkpoints and starts from epoch 0.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,46 +22,42 @@ from typing import Any
 import torch
 from safetensors.torch import save
 from torch import nn
-from tqdm.auto import tqdm
 
 from obliviate.errors import ObliviateError
-from obliviate.io import load_causal_lm, load_tensors, read_json, save_pretrained_atomic
+from obliviate.families.lm import LMBatch, TokenData, batch_of
+from obliviate.io import load_tensors, read_json, save_pretrained_atomic
 from obliviate.losses.nll import mean_nll
-from obliviate.train.batching import epoch_permutation, trim_padding
+from obliviate.train.batching import epoch_permutation
+from obliviate.train.loop import OptimConfig, make_optimizer, run_epochs
 
 _CKPT = re.compile(r"^epoch_(\d{6})$")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(OptimConfig):
     """Paper defaults (spec 1.2): AdamW lr 1e-3, wd 0.1, betas (0.9, 0.98), batch 128; 3500 epochs (math noise)."""
 
-    epochs: int = 3500
-    batch_size: int = 128
+    section = "train"
     lr: float = 1e-3
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.98)
+    epochs: int = 3500
+    batch_size: int = 128
     checkpoint_every: int = 50  # epochs
     keep_checkpoints: int = 2  # older periodic checkpoints are deleted after a newer one is safely written
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("epochs", "batch_size", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 raise ObliviateError(f"train.{name} must be > 0, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ObliviateError(f"train.lr must be > 0, got {self.lr}")
-        if not all(0 <= b < 1 for b in self.betas):
-            raise ObliviateError(f"train.betas must be in [0, 1), got {self.betas}")
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
 
 
 def _optimizer_bytes(opt: torch.optim.Optimizer) -> bytes:
     sd = opt.state_dict()
     tensors = {f"state.{i}.{k}": v for i, st in sd["state"].items() for k, v in st.items() if torch.is_tensor(v)}
-    return save({k: v.contiguous() for k, v in tensors.items()}, metadata={"param_groups": json.dumps(sd["param_groups"])})
+    return save({k: v.contiguous().cpu() for k, v in tensors.items()},
+                metadata={"param_groups": json.dumps(sd["param_groups"])})
 
 
 def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
@@ -68,10 +73,20 @@ def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
-def run_fingerprint(*parts: Any) -> str:
-    """What must match for a checkpoint to be resumed: everything but the epoch budget and checkpoint cadence."""
-    import hashlib
+def _load_weights(model: nn.Module, path: Path) -> None:
+    """Load a checkpoint's safetensors weights straight into ``model`` (no second model in memory)."""
+    tensors = load_tensors(path)
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    tied = getattr(model, "_tied_weights_keys", None) or []
+    if unexpected or set(missing) - set(tied):
+        raise ObliviateError(f"checkpoint {str(path)!r} does not fit the model (missing {sorted(missing)[:3]}, "
+                             f"unexpected {sorted(unexpected)[:3]})")
+    if hasattr(model, "tie_weights"):
+        model.tie_weights()
 
+
+def run_fingerprint(*parts: Any) -> str:
+    """What must match for a checkpoint to be resumed."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -94,94 +109,96 @@ class TrainStats:
     history: list[dict[str, float]]
 
 
+def _find_resumable(out_dir: Path, epochs: int, fingerprint: str, fresh: bool) -> Path | None:
+    """The checkpoint to resume from (None = start at epoch 0), after the checks in the module docstring."""
+    found = checkpoints(out_dir)
+    if fresh:
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+        return None
+    if not found:
+        return None
+    last = found[-1]
+    state = read_json(last / "trainer_state.json")
+    if state.get("fingerprint", "") != fingerprint:
+        raise ObliviateError(
+            f"{str(out_dir / 'checkpoints')!r} holds checkpoints of a different run (config or code changed); "
+            "pass --overwrite to start fresh or choose another output directory")
+    if int(state["epoch"]) > epochs:
+        raise ObliviateError(
+            f"the newest checkpoint ({last.name}) is past train.epochs={epochs}; a smaller budget cannot be resumed: "
+            "pass --overwrite to train from scratch, or raise train.epochs")
+    return last
+
+
 def pretrain(
     model: nn.Module,
-    rows: torch.Tensor,
+    data: TokenData,
     cfg: TrainConfig,
     seed: int,
-    pad_id: int,
     out_dir: Path | None = None,
     progress: bool = True,
-    on_checkpoint: Callable[[int, nn.Module], dict[str, float]] | None = None,
     fingerprint: str = "",
-    discard_mismatched: bool = False,
+    fresh: bool = False,
+    trim: Callable[[LMBatch], LMBatch] | None = None,
+    on_checkpoint: Callable[[int, nn.Module], dict[str, float]] | None = None,
 ) -> TrainStats:
-    """Train ``model`` on token ``rows`` (N, T) with the causal-LM loss over every position, PAD targets included
-    (as the reference; all-PAD trailing columns of a batch are skipped, see ``trim_padding``).
+    """Train ``model`` on ``data`` with the mean NLL over its scored labels (TinyMem scores every position, PAD
+    included, as the reference). ``trim`` may shorten each batch (TinyMem: trailing PAD columns).
 
     With ``out_dir``, writes ``checkpoints/epoch_XXXXXX`` every ``checkpoint_every`` epochs and resumes from the
-    newest complete one. Batches are a pure function of (seed, epoch), so a resumed run equals an uninterrupted one.
-    ``fingerprint`` identifies the run (data, model, optimiser, seed); checkpoints with another fingerprint are an
-    error, or are deleted when ``discard_mismatched`` (the user asked to overwrite).
+    newest one that passes the resume rules. Batches are a pure function of (seed, epoch), so a resumed run equals
+    an uninterrupted one bit for bit.
     """
-    if rows.ndim != 2 or rows.shape[0] == 0:
-        raise ObliviateError(f"training data must be a non-empty (N, T) token tensor, got shape {tuple(rows.shape)}")
+    if len(data) == 0:
+        raise ObliviateError("the training data is empty")
     device = next(model.parameters()).device
-    opt = make_optimizer(model, cfg)
-    start_epoch = 0
-    history: list[dict[str, float]] = []
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(params, cfg)
+    start_epoch, history = 0, []
     if out_dir is not None:
-        found = checkpoints(out_dir)
-        if found and read_json(found[-1] / "trainer_state.json").get("fingerprint", "") != fingerprint:
-            if not discard_mismatched:
-                raise ObliviateError(
-                    f"{str(out_dir / 'checkpoints')!r} holds checkpoints of a different run (config changed); "
-                    "choose another output directory or pass --overwrite"
-                )
-            import shutil
-
-            for old in found:
-                shutil.rmtree(old)
-            found = []
-        if found:
-            last = found[-1]
+        last = _find_resumable(out_dir, cfg.epochs, fingerprint, fresh)
+        if last is not None:
             state = read_json(last / "trainer_state.json")
-            loaded = load_causal_lm(last, device=device)
-            model.load_state_dict(loaded.state_dict())
+            _load_weights(model, last / "model.safetensors")
             _load_optimizer(opt, last / "optimizer.safetensors")
-            start_epoch = int(state["epoch"])
-            history = list(state.get("history", []))
-    model.train()
-    n = rows.shape[0]
-    steps_per_epoch = (n + cfg.batch_size - 1) // cfg.batch_size
-    tokens = 0
-    loss_val = float("nan")
-    t0 = time.perf_counter()
-    bar = tqdm(range(start_epoch, cfg.epochs), desc="train", unit="epoch", disable=not progress,
-               initial=start_epoch, total=cfg.epochs, dynamic_ncols=True)
-    for epoch in bar:
+            start_epoch, history = int(state["epoch"]), list(state.get("history", []))
+    n = len(data)
+    tokens = [0]
+
+    def epoch_batches(epoch: int) -> Iterator[LMBatch]:
         perm = epoch_permutation(n, seed, epoch)
-        total = 0.0
-        for s in range(steps_per_epoch):
-            batch = trim_padding(rows[perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]], pad_id).to(device)
-            logits = model(input_ids=batch).logits  # (B, T, V)
-            loss = mean_nll(logits, batch, pad_id=None)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item()
-            tokens += batch.numel()
-        loss_val = total / steps_per_epoch
-        bar.set_postfix(loss=f"{loss_val:.4f}")
-        done = epoch + 1
-        if out_dir is not None and (done % cfg.checkpoint_every == 0 or done == cfg.epochs):
-            entry: dict[str, float] = {"epoch": done, "train_loss": loss_val}
-            if on_checkpoint is not None:
-                model.eval()
-                entry.update(on_checkpoint(done, model))
-                model.train()
-            history.append(entry)
-            _write_checkpoint(model, opt, out_dir, done, seed, history, cfg.keep_checkpoints, fingerprint)
-    model.eval()
+        for s in range(0, n, cfg.batch_size):
+            batch = batch_of(data, perm[s : s + cfg.batch_size], trim=trim is None)
+            batch = (trim(batch) if trim is not None else batch).to(device)
+            tokens[0] += batch.input_ids.numel()
+            yield batch
+
+    def loss_fn(m: nn.Module, batch: LMBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return mean_nll(batch.logits(m), batch.labels), {}
+
+    def on_epoch_end(done: int, entry: dict[str, float]) -> None:
+        if out_dir is None or not (done % cfg.checkpoint_every == 0 or done == cfg.epochs):
+            return
+        record: dict[str, float] = {"epoch": done, "train_loss": entry["loss"]}
+        if on_checkpoint is not None:
+            model.eval()
+            record.update(on_checkpoint(done, model))
+            model.train()
+        history.append(record)
+        _write_checkpoint(model, opt, out_dir, done, seed, history, cfg.keep_checkpoints, fingerprint)
+
+    t0 = time.perf_counter()
+    logs = run_epochs(model, params, opt, loss_fn, epoch_batches, cfg.epochs, start_epoch=start_epoch,
+                      grad_clip=cfg.grad_clip, on_epoch_end=on_epoch_end, progress=progress, desc="train")
     wall = time.perf_counter() - t0
     return TrainStats(
         epochs_run=cfg.epochs - start_epoch,
         resumed_from_epoch=start_epoch,
-        final_loss=loss_val,
+        final_loss=logs[-1]["loss"] if logs else (history[-1]["train_loss"] if history else float("nan")),
         wall_s=wall,
-        tokens=tokens,
-        tokens_per_s=tokens / wall if wall > 0 else 0.0,
-        history=history,
+        tokens=tokens[0],
+        tokens_per_s=tokens[0] / wall if wall > 0 else 0.0,
+        history=history if out_dir is not None else [{"epoch": e["epoch"], "train_loss": e["loss"]} for e in logs],
     )
 
 
@@ -198,7 +215,5 @@ def _write_checkpoint(model: nn.Module, opt: torch.optim.Optimizer, out_dir: Pat
             "trainer_state.json": json.dumps(state, indent=2).encode(),
         },
     )
-    import shutil
-
     for old in checkpoints(out_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)

@@ -9,8 +9,10 @@ from torch import Tensor, nn
 
 from obliviate.losses.gradient import grad_ascent_loss
 from obliviate.losses.nll import mean_nll
-from obliviate.methods.base import METHODS, LoopConfig, LossMethod
-from obliviate.types import ForgetRetainBatch, Paper
+from obliviate.families.lm import ForgetRetainBatch
+from obliviate.methods.base import METHODS, LossMethod
+from obliviate.train.loop import LoopConfig
+from obliviate.types import Paper
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,6 @@ class GradAscent(LossMethod):
                   "Jang et al.")
     needs_retain = False
 
-    def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, float]]:
-        nll_f = mean_nll(model(input_ids=batch.forget).logits, batch.forget, batch.pad_id)
-        return grad_ascent_loss(nll_f), {"forget_nll": nll_f.item()}
+    def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        nll_f = mean_nll(batch.forget.logits(model), batch.forget.labels)
+        return grad_ascent_loss(nll_f), {"forget_nll": nll_f.detach()}

@@ -11,8 +11,10 @@ from torch import Tensor, nn
 from obliviate.errors import ObliviateError
 from obliviate.losses.gradient import grad_diff_loss
 from obliviate.losses.nll import mean_nll
-from obliviate.methods.base import METHODS, LoopConfig, LossMethod
-from obliviate.types import ForgetRetainBatch, Paper
+from obliviate.families.lm import ForgetRetainBatch
+from obliviate.methods.base import METHODS, LossMethod
+from obliviate.train.loop import LoopConfig
+from obliviate.types import Paper
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,9 @@ class GradDiff(LossMethod):
     paper = Paper("Continual Learning and Private Unlearning", "2203.12817", 2022, "Liu et al.")
     needs_retain = True
 
-    def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, Tensor]]:
         cfg = self.config
-        nll_f = mean_nll(model(input_ids=batch.forget).logits, batch.forget, batch.pad_id)
-        nll_r = mean_nll(model(input_ids=batch.retain).logits, batch.retain, batch.pad_id)
+        nll_f = mean_nll(batch.forget.logits(model), batch.forget.labels)
+        nll_r = mean_nll(batch.retain.logits(model), batch.retain.labels)
         loss = grad_diff_loss(nll_f, nll_r, gamma=cfg.gamma, alpha=cfg.alpha)
-        return loss, {"forget_nll": nll_f.item(), "retain_nll": nll_r.item()}
+        return loss, {"forget_nll": nll_f.detach(), "retain_nll": nll_r.detach()}

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from obliviate.errors import ObliviateError
+from obliviate.families.lm import ForgetRetainBatch
 from obliviate.losses.gradient import balanced_subnet_loss
 from obliviate.losses.nll import sequence_nll
 from obliviate.methods.base import METHODS
-from obliviate.methods.localize.subnet import SubnetConfig, _SupermaskMethod
-from obliviate.types import ForgetRetainBatch
+from obliviate.methods.localize.subnet import SubnetConfig, SupermaskMethod
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,13 @@ class BalancedSubnetConfig(SubnetConfig):
 
 
 @METHODS.register("balanced_subnet")
-class BalancedSubnet(_SupermaskMethod):
+class BalancedSubnet(SupermaskMethod):
     config_cls = BalancedSubnetConfig
     needs_retain = True
 
-    def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, float]]:
-        ce_f = sequence_nll(model(input_ids=batch.forget).logits, batch.forget, batch.pad_id)
-        ce_r = sequence_nll(model(input_ids=batch.retain).logits, batch.retain, batch.pad_id)
+    def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        assert batch.retain is not None  # needs_retain: the loop always draws retain rows
+        ce_f = sequence_nll(batch.forget.logits(model), batch.forget.labels)
+        ce_r = sequence_nll(batch.retain.logits(model), batch.retain.labels)
         loss = balanced_subnet_loss(ce_f, ce_r, self.config.loss_weighting)
-        return loss, {"forget_nll": ce_f.mean().item(), "retain_nll": ce_r.mean().item()}
+        return loss, {"forget_nll": ce_f.mean().detach(), "retain_nll": ce_r.mean().detach()}

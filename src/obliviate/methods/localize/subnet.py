@@ -13,12 +13,13 @@ from typing import Literal
 from torch import Tensor, nn
 
 from obliviate.errors import ObliviateError
+from obliviate.families.lm import ForgetRetainBatch, LMUnlearnData
 from obliviate.losses.nll import sequence_nll
-from obliviate.methods.base import METHODS, LoopConfig
-from obliviate.methods.localize.supermask import attach_supermasks, bake_supermasks
-from obliviate.types import ForgetRetainBatch, Paper, UnlearnData, UnlearnResult
-
-TINYMEM = Paper("Mitigating Memorization in Language Models", "2410.02159", 2024, "Sakarvadia et al.")
+from obliviate.methods.base import METHODS, LossMethod
+from obliviate.methods.localize.supermask import attach_supermasks, bake_supermasks, freeze, restore_grad
+from obliviate.papers import TINYMEM
+from obliviate.train.loop import LoopConfig
+from obliviate.types import UnlearnResult
 
 
 @dataclass(frozen=True)
@@ -36,39 +37,28 @@ class SubnetConfig(LoopConfig):
             raise ObliviateError(f"method.ratio must be in (0, 1), got {self.ratio} (paper grid: 1e-5 ... 0.9)")
 
 
-class _SupermaskMethod:
-    """Shared unlearn(): attach masks, run the shared loop on the scores only, bake the mask."""
+class SupermaskMethod(LossMethod):
+    """setup: freeze the model and attach supermasks (only their scores train); teardown: bake the mask into the
+    weights and give the caller back its own ``requires_grad`` flags."""
 
-    config_cls: type[SubnetConfig] = SubnetConfig
+    config_cls = SubnetConfig
     paper = TINYMEM
-    needs_retain = False
+    smoke_config = {"epochs": 5, "ratio": 0.25, "batch_size": 8}
 
-    def __init__(self, config: SubnetConfig | None = None) -> None:
-        self.config = config if config is not None else self.config_cls()
+    def setup(self, model: nn.Module, data: LMUnlearnData, seed: int) -> list[nn.Parameter]:
+        self._flags = freeze(model)
+        return [m.scores for m in attach_supermasks(model, self.config.ratio, generator_seed=seed)]
 
-    def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, float]]:
-        raise NotImplementedError
-
-    def unlearn(self, model: nn.Module, data: UnlearnData) -> UnlearnResult:
-        from obliviate.train.loop import run_loop
-
-        if self.needs_retain and data.retain.shape[0] == 0:
-            raise ObliviateError(f"{type(self).__name__} needs a non-empty retain set")
-        masks = attach_supermasks(model, self.config.ratio, generator_seed=self.config.seed)
-        try:
-            result = run_loop(model, [m.scores for m in masks], self.loss, data, self.config,
-                              use_retain=self.needs_retain)
-        finally:
-            pruned = bake_supermasks(model)
-        result.info["pruned_fraction"] = sum(pruned.values()) / max(len(pruned), 1)
-        result.info["masked_matrices"] = len(pruned)
-        return result
+    def teardown(self, model: nn.Module, result: UnlearnResult | None) -> None:
+        pruned = bake_supermasks(model)
+        restore_grad(model, self._flags)
+        if result is not None:
+            result.info["pruned_fraction"] = sum(pruned.values()) / max(len(pruned), 1)
+            result.info["masked_matrices"] = len(pruned)
 
 
 @METHODS.register("subnet")
-class Subnet(_SupermaskMethod):
-    config_cls = SubnetConfig
-
-    def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, float]]:
-        ce_f = sequence_nll(model(input_ids=batch.forget).logits, batch.forget, batch.pad_id).mean()
-        return -ce_f, {"forget_nll": ce_f.item()}
+class Subnet(SupermaskMethod):
+    def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        ce_f = sequence_nll(batch.forget.logits(model), batch.forget.labels).mean()
+        return -ce_f, {"forget_nll": ce_f.detach()}

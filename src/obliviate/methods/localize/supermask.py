@@ -60,37 +60,58 @@ class Supermask(nn.Module):
         return topk_mask(self.scores, self.ratio)
 
 
+def _is_adapter(name: str) -> bool:
+    """PEFT adapter sub-modules (``lora_A.default`` ...): not model weights, never masked."""
+    return any(part.startswith(("lora_", "modules_to_save")) for part in name.split("."))
+
+
 def mlp_linears(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Every Linear/Conv1D inside a module named ``*mlp*`` (GPT-2 c_fc/c_proj, Llama gate/up/down, NeoX dense)."""
+    """Every Linear/Conv1D inside a module named ``*mlp*`` (GPT-2 c_fc/c_proj, Llama gate/up/down, NeoX dense).
+
+    Under PEFT/LoRA the wrapped ``base_layer`` is included and the adapter matrices are not."""
     found = [(name, m) for name, m in model.named_modules()
-             if isinstance(m, (nn.Linear, Conv1D)) and ".mlp." in f".{name}."]
+             if isinstance(m, (nn.Linear, Conv1D)) and ".mlp." in f".{name}." and not _is_adapter(name)]
     if not found:
         raise ObliviateError("no MLP Linear/Conv1D layers found (expected module names containing 'mlp')")
     return found
 
 
-def attach_supermasks(model: nn.Module, ratio: float, generator_seed: int) -> list[Supermask]:
-    """Freeze every parameter and put a Supermask on each MLP weight. Returns the masks (their scores train)."""
-    if not 0 <= ratio < 1:
-        raise ObliviateError(f"mask ratio must be in [0, 1), got {ratio}")
+def freeze(model: nn.Module) -> dict[str, bool]:
+    """Turn ``requires_grad`` off everywhere; returns each parameter's previous flag for :func:`restore_grad`."""
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
     for p in model.parameters():
         p.requires_grad_(False)
-    state = torch.random.get_rng_state()
-    torch.manual_seed(generator_seed)
+    return flags
+
+
+def restore_grad(model: nn.Module, flags: dict[str, bool]) -> None:
+    """Put back the ``requires_grad`` flags saved by :func:`freeze` (the caller's freeze state is theirs)."""
+    for name, p in model.named_parameters():
+        if name in flags:
+            p.requires_grad_(flags[name])
+
+
+def attach_supermasks(model: nn.Module, ratio: float, generator_seed: int) -> list[Supermask]:
+    """Put a Supermask on each MLP weight of a frozen model. Returns the masks (their scores train).
+
+    Score init draws from a forked RNG seeded with ``generator_seed``: the caller's global RNG state is untouched.
+    """
+    if not 0 <= ratio < 1:
+        raise ObliviateError(f"mask ratio must be in [0, 1), got {ratio}")
+    targets = mlp_linears(model)
     masks = []
-    try:
-        for _, module in mlp_linears(model):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(generator_seed)
+        for _, module in targets:
             sm = Supermask(module.weight.detach(), ratio).to(module.weight.device)
             parametrize.register_parametrization(module, "weight", sm, unsafe=True)
             masks.append(sm)
-    finally:
-        torch.random.set_rng_state(state)
     return masks
 
 
 def bake_supermasks(model: nn.Module) -> dict[str, float]:
     """Replace each parametrized weight by W * M (pruned entries become exactly 0) and drop the scores.
-    Returns the fraction of zeroed entries per masked weight."""
+    Returns the fraction of zeroed entries per masked weight. ``requires_grad`` flags are left to the caller."""
     pruned: dict[str, float] = {}
     for name, module in mlp_linears(model):
         if parametrize.is_parametrized(module, "weight"):
@@ -101,6 +122,4 @@ def bake_supermasks(model: nn.Module) -> dict[str, float]:
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
             with torch.no_grad():
                 module.weight.copy_(baked)
-    for p in model.parameters():
-        p.requires_grad_(True)
     return pruned

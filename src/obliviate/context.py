@@ -1,0 +1,25 @@
+"""What a method gets besides the model and data: where to run, which seed, how to talk, how to evaluate."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+def print_stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """``seed`` is the run's seed: a method whose config leaves ``seed`` unset (None) uses it, so a multi-seed
+    study really varies the method's randomness. ``evaluate`` (optional) scores a model mid-run, for methods with
+    stop rules. ``log`` takes progress lines (the library never prints on its own)."""
+
+    seed: int = 0
+    device: Any = None  # torch.device or None (= where the model already is)
+    progress: bool = False
+    log: Callable[[str], None] = print_stderr
+    evaluate: Callable[[Any], dict[str, float]] | None = None
