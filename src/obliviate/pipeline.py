@@ -139,7 +139,7 @@ def unlearn(model: Any, run: RunConfig, out: str | Path, overwrite: bool = False
             rec["point"] = {k: params[k] for k in grid}
             recs.append(rec)
             f, u = rec["scalars"][suite.axes()["forget"]], rec["scalars"][suite.axes()["utility"]]
-            say(f"  {name} {rec['point'] or ''}: {f:.1f} {suite.axes()['forget']}, {u:.2f} "
+            say(f"  {name}{' ' + str(rec['point']) if rec['point'] else ''}: {f:.1f} {suite.axes()['forget']}, {u:.2f} "
                 f"{suite.axes()['utility']}, score {rec['score']:+.3f}, {rec['cost']['wall_s']:.1f}s")
             if select_index([r["score"] for r in recs]) == len(recs) - 1:
                 best_model, best_score = edited, rec["score"]

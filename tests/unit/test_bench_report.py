@@ -13,7 +13,7 @@ import pytest
 
 from obliviate.report.bench_markdown import render_bench_markdown, render_bench_table
 from obliviate.report.html import render_bench_html
-from obliviate.report.plots import render_figures
+from obliviate.report.plots import available_figures, render_figures, tradeoff_figure
 from obliviate.report.write import write_bench_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -46,8 +46,8 @@ def _trial(method: int, point: int, seed: int, selected: bool) -> dict[str, Any]
 
 def _method(method: int, seed: int) -> dict[str, Any]:
     trials = [_trial(method, p, seed, p == 0) for p in range(2)]
-    logs = [{"epoch": e, "loss": 1.0 / e + 0.1 * seed + method, "forget_nll": 2.0 + e + seed,
-             "retain_nll": 0.5 + 0.01 * e} for e in (1, 2, 3)]
+    logs = [{"epoch": e, "loss": 1.0 / e + 0.1 * seed + method, "forget_nll": 2.0 + e * (1 + method) + seed,
+             "retain_nll": 0.5 + 0.01 * e * (1 + method)} for e in (1, 2, 3)]
     chosen = trials[0]
     return {"selected": chosen["point"], "score": chosen["score"], "scalars": chosen["scalars"], "logs": logs,
             "cost": chosen["cost"], "trials": trials}
@@ -159,14 +159,14 @@ def test_summary_numbers_in_html_and_markdown(results: dict[str, Any], report: t
         assert f"| {name} | " + " | ".join(cells) + " |" in md.splitlines()
         html_row = f"<td>{name}</td>" + "".join(f'<td class="num">{c}</td>' for c in cells)
         assert html_row in page
-    assert "% memorized ↓" in page and "mean acc ↑" in page and "% correct ↑" in md
+    assert "% memorized&nbsp;↓" in page and "mean acc&nbsp;↑" in page and "| % correct ↑ |" in md
 
 
 def test_selected_points_and_trials(results: dict[str, Any], report: tuple[Path, dict[str, Path]]) -> None:
     md = report[1]["report.md"].read_text()
     assert "| balanced_subnet | 1 | ratio=0.25, epochs=10 | -0.930 |" in md
-    assert "| 1 | ratio=0.5, epochs=10 | -0.730 |  | 10.0 | " in md
-    assert "n/a" in md  # the undefined percent_correct of a trial
+    assert "| 1 | ratio=0.5, epochs=10 | -0.730 |  | 12.0 | 3.2 | 6.5 | 14.0 | n/a | 94.10 | 2.4 | 860 |" in md
+    assert "| 0 | lr=0.001, schedule=&lt;b&gt;cos&lt;/b&gt; | -0.800 | ✓ | 10.0 |" in md
 
 
 def test_ci95_shown_when_present(results: dict[str, Any]) -> None:
@@ -183,7 +183,7 @@ def test_absent_data_skips_figures(results: dict[str, Any]) -> None:
     for seed in res["per_seed"].values():
         for entry in seed["methods"].values():
             entry["logs"] = []
-    assert list(render_figures(res)) == ["tradeoff", "groups", "cost"]
+    assert available_figures(res) == ["tradeoff", "groups", "cost"]
     del res["groups"], res["axes"]
     res["summary"]["methods"]["grad_ascent"]["wall_s"]["mean"] = None
     figures = render_figures(res)
@@ -198,8 +198,9 @@ def test_null_metrics_render_na(results: dict[str, Any]) -> None:
     res = copy.deepcopy(results)
     for key in ("percent_memorized", "wall_s", "peak_rss_mb"):
         res["summary"]["methods"]["balanced_subnet"][key] = {"mean": None, "std": None, "ci95": None, "n": 0}
-    assert "tradeoff" in render_figures(res)  # the method without data is left out, the plot still renders
-    assert "n/a" in render_bench_table(res).splitlines()[2]
+    assert tradeoff_figure(res) is not None  # the method without data is left out, the plot still renders
+    row = render_bench_table(res).splitlines()[3]
+    assert row.startswith("balanced_subnet") and row.count("n/a") == 3
 
 
 def test_rendering_is_deterministic(results: dict[str, Any], report: tuple[Path, dict[str, Path]],
@@ -213,7 +214,7 @@ def test_html_is_offline_and_escaped(report: tuple[Path, dict[str, Path]]) -> No
     page = report[1]["report.html"].read_text()
     assert "http://" not in page and "https://" not in page
     assert "<script" not in page and "<link" not in page
-    assert "schedule=&lt;b&gt;cos&lt;/b&gt;" in page and "<b>cos" not in page
+    assert "schedule=&lt;b&gt;cos&lt;/b&gt;" in page and "<b>cos</b>" not in page
     assert page.startswith("<!DOCTYPE html>")
 
 

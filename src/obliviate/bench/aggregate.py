@@ -65,6 +65,7 @@ def method_entry(trials: list[dict[str, Any]]) -> dict[str, Any]:
         "info": chosen.get("info", {}),
         "forget_rows": chosen.get("forget_rows"),
         "cost": chosen["cost"],
+        "model_hash": chosen.get("model_hash"),
         "trials": [{"point": t["point"], "score": t["score"], "scalars": t["scalars"], "cost": t["cost"],
                     "job": t.get("job"), "selected": i == k} for i, t in enumerate(trials)],
     }

@@ -13,9 +13,12 @@ import os
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from obliviate.errors import ObliviateError, unknown_name_error
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -41,7 +44,7 @@ class Executor(Protocol):
 
     def close(self) -> None: ...
 
-    def __enter__(self) -> Executor: ...
+    def __enter__(self) -> Self: ...
 
     def __exit__(self, *exc: object) -> None: ...
 
@@ -90,7 +93,7 @@ def _windowed(submit: Callable[[Any], Hashable], wait_some: Callable[[list[Any]]
                 index = pending.pop(handle)
                 try:
                     value = result(handle)
-                except Exception as exc:  # noqa: BLE001 -- whatever the job raised, reported with its index
+                except Exception as exc:  # whatever the job raised, reported with its index
                     raise _job_error(index, exc) from exc
                 yield index, value
     finally:
@@ -131,7 +134,7 @@ class InlineExecutor(_Base):
         for i, item in enumerate(items):
             try:
                 value = fn(item)
-            except Exception as exc:  # noqa: BLE001 -- same error contract as the parallel executors
+            except Exception as exc:  # same error contract as the parallel executors
                 raise _job_error(i, exc) from exc
             yield i, value
 
@@ -241,7 +244,9 @@ class RayExecutor(_Base):
             for ref in refs:
                 ray.cancel(ref)
 
-        submit = lambda item: self._task.remote(fn_ref, item, self.threads_per_job)  # noqa: E731
+        def submit(item: Any) -> Any:
+            return self._task.remote(fn_ref, item, self.threads_per_job)
+
         return _windowed(submit, wait_some, result, cancel, items, self.workers)
 
     def close(self) -> None:

@@ -103,7 +103,7 @@ def run_bench(run: Any, seeds: tuple[int, ...], out: Path, executor: Any, overwr
             for params in run.points(m):
                 spec = unlearn_spec(run, s, m, params, tkeys[s], threads, device)
                 trials.append((s, m, params, job_key(spec), spec))
-    model_dirs = {s: str(store.file_path(tkeys[s], "config.json").parent) for s in seeds}
+    model_dirs = {s: str(store.job_dir(tkeys[s])) for s in seeds}
     jobs = [(key, spec, {"spec": spec, "model_dir": model_dirs[s], "before": base[s]["before"]})  # type: ignore[index]
             for s, _, _, key, spec in trials]
     _run_jobs(store, executor, execute_unlearn, jobs, "unlearn", say)

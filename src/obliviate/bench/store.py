@@ -1,17 +1,15 @@
 """A content-addressed job store: finished jobs live under the sha256 of their spec, written atomically.
 
-Layout: ``root/<key[:2]>/<key>/`` holds ``result.json``, ``spec.json``, optional extra files and a ``DONE`` manifest
-(sha256 of every other file, plus the key). A job dir is built whole in ``root/.tmp-<key>-<uuid>``, fsynced, and
-renamed into place, so a reader never sees half a job, and a kill -9 leaves at most a temp dir (removed on the next
-open). ``get`` still verifies every hash before trusting a job: a dir that was truncated, edited or copied in half
-is treated as not done and removed, never read.
-
-Files are created with ``open()``/``os.mkdir`` default modes, so they get 0666/0777 minus the process umask (no
-mkstemp 0600, and no umask read-and-restore, which would race with other threads creating files).
+``root/<key[:2]>/<key>/`` holds ``result.json``, ``spec.json``, extra files and a ``DONE`` manifest (every other
+file's sha256 and the key), built whole in ``root/.tmp-<key>-<uuid>``, fsynced and renamed into place: a kill -9
+leaves at most a temp dir (removed on the next open). ``get`` still checks every hash: a truncated, edited or
+half-copied job is treated as not done and removed, never read. Files and dirs get ``open()``/``mkdir`` default
+modes, i.e. 0666/0777 minus the umask (no mkstemp 0600, no umask read-and-restore racing other threads).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -35,32 +33,23 @@ _KEY_RE = re.compile(r"[0-9a-f]{64}")
 _RESERVED = {RESULT, SPEC, MANIFEST}
 
 
-# --- keys ----------------------------------------------------------------------------------------------------------
-
-
 def job_key(spec: Mapping[str, Any]) -> str:
     """sha256 of the canonical JSON of ``spec`` (sorted keys, no spaces, ASCII): equal specs -> equal keys.
 
     Floats are written as json writes them, so ``1`` and ``1.0`` give different keys. NaN/inf, non-string dict keys
     and non-JSON types are refused (they have no canonical form) with the path of the bad value."""
-    return hashlib.sha256(canonical_json(spec).encode("ascii")).hexdigest()
-
-
-def canonical_json(spec: Mapping[str, Any]) -> str:
-    """The exact text ``job_key`` hashes."""
     if not isinstance(spec, Mapping):
         raise ObliviateError(f"a job spec must be a mapping, got {type(spec).__name__}")
-    return json.dumps(_plain(spec, "spec"), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    text = json.dumps(_plain(spec, "spec"), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def _plain(x: Any, path: str) -> Any:
     """``x`` as plain JSON types (tuples -> lists, subclasses -> base types), or ObliviateError naming ``path``."""
     if x is None or isinstance(x, bool):
         return x
-    if isinstance(x, str):
-        return str(x)
-    if isinstance(x, int):
-        return int(x)
+    if isinstance(x, (str, int)):
+        return str(x) if isinstance(x, str) else int(x)
     if isinstance(x, float):
         if not math.isfinite(x):
             raise ObliviateError(f"job spec value {path} is {x!r}: NaN and inf have no JSON form")
@@ -91,17 +80,6 @@ def _check_name(name: str) -> str:
     return name
 
 
-# --- small file helpers --------------------------------------------------------------------------------------------
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _write_synced(path: Path, data: bytes) -> None:
     """Create ``path`` (exclusively; mode 0666 minus umask) with ``data`` and fsync it."""
     with open(path, "xb") as f:
@@ -112,16 +90,12 @@ def _write_synced(path: Path, data: bytes) -> None:
 
 def _fsync_dir(path: Path) -> None:
     """Make a rename/creation in ``path`` durable (best effort: some filesystems refuse fsync on dirs)."""
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _try_lock(path: Path) -> int | None:
@@ -137,8 +111,8 @@ def _try_lock(path: Path) -> int | None:
     except BlockingIOError:
         os.close(fd)
         return None
-    except OSError:
-        pass  # no flock on this filesystem: best effort, as before locks existed
+    except OSError:  # no flock on this filesystem: best effort
+        pass
     return fd
 
 
@@ -154,14 +128,10 @@ def _dumps_result(result: Mapping[str, Any]) -> bytes:
 
 def _json_default(x: Any) -> Any:
     """Tensors/arrays and numpy scalars (duck-typed: no torch import here); anything else is an error."""
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    if hasattr(x, "item"):
-        return x.item()
+    for convert in ("tolist", "item"):
+        if hasattr(x, convert):
+            return getattr(x, convert)()
     raise TypeError(f"{type(x).__name__} is not JSON serialisable")
-
-
-# --- the store -----------------------------------------------------------------------------------------------------
 
 
 class JobStore:
@@ -176,24 +146,17 @@ class JobStore:
         self.cleanup_temp()
 
     def job_dir(self, key: str) -> Path:
-        key = _check_key(key)
-        return self.root / key[:2] / key
-
-    # reading
+        return self.root / _check_key(key)[:2] / key
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The stored result, or None when the job is missing or not intact (a broken dir is removed)."""
         manifest = self._verified(key)
         if manifest is None:
             return None
-        try:
-            result = json.loads((self.job_dir(key) / RESULT).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            result = None
-        if not isinstance(result, dict):
-            self._discard(key)
+        try:  # the hash matched, so this is the JSON of the dict put() got
+            return json.loads((self.job_dir(key) / RESULT).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # removed by another process between the check and the read
             return None
-        return result
 
     def file_path(self, key: str, name: str) -> Path:
         """Path of extra file ``name`` of the complete job ``key`` (ObliviateError if there is no such file)."""
@@ -208,9 +171,7 @@ class JobStore:
     def keys(self) -> list[str]:
         """Keys of all complete jobs, sorted (broken job dirs found on the way are removed)."""
         found = []
-        for shard in sorted(self.root.iterdir()):
-            if len(shard.name) != 2 or shard.name.startswith(".") or not shard.is_dir():
-                continue
+        for shard in sorted(p for p in self.root.iterdir() if len(p.name) == 2 and p.name[0] != "." and p.is_dir()):
             for d in sorted(shard.iterdir()):
                 if _KEY_RE.fullmatch(d.name) and d.name[:2] == shard.name and self._verified(d.name) is not None:
                     found.append(d.name)
@@ -236,8 +197,6 @@ class JobStore:
             return  # someone else removed it
         shutil.rmtree(aside, ignore_errors=True)
 
-    # writing
-
     def put(self, key: str, spec: Mapping[str, Any], result: Mapping[str, Any],
             files: Mapping[str, bytes] | None = None) -> bool:
         """Store a finished job atomically. False (and nothing written) when a complete job already holds ``key``:
@@ -247,7 +206,7 @@ class JobStore:
         payload = {_check_name(n): bytes(b) for n, b in (files or {}).items()}
         payload[SPEC] = (json.dumps(_plain(spec, "spec"), indent=1, sort_keys=True) + "\n").encode("ascii")
         payload[RESULT] = _dumps_result(result)
-        if self._verified(key) is not None:
+        if self._verified(key) is not None:  # checked before writing: a rerun does not rewrite big files
             return False
         tmp, lock = self._new_temp(key)
         try:
@@ -263,12 +222,8 @@ class JobStore:
             tmp = self.root / f".tmp-{key}-{uuid.uuid4().hex}"
             os.mkdir(tmp, 0o777)
             fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
-            try:
+            with contextlib.suppress(OSError):  # no flock on this filesystem: unlocked, best effort
                 fcntl.flock(fd, fcntl.LOCK_EX)
-            except OSError as exc:
-                if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
-                    os.close(fd)
-                    raise
             if tmp.is_dir():
                 return tmp, fd
             os.close(fd)
@@ -284,12 +239,12 @@ class JobStore:
             except OSError as exc:
                 if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                     raise
-                if self._verified(key) is not None:
+                if self._verified(key) is not None:  # else it was broken, and is discarded now: retry
                     return False
-                continue  # the broken dir was discarded by _verified: try again
-            _fsync_dir(dst.parent)
-            _fsync_dir(self.root)
-            return True
+            else:
+                _fsync_dir(dst.parent)
+                _fsync_dir(self.root)
+                return True
         raise ObliviateError(f"could not publish job {key} in {str(self.root)!r}: its dir keeps reappearing")
 
     def cleanup_temp(self) -> int:
@@ -297,13 +252,10 @@ class JobStore:
         removed = 0
         for p in self.root.glob(".tmp-*"):
             fd = _try_lock(p) if p.is_dir() else None
-            if fd is None:
-                continue
-            try:
+            if fd is not None:
                 shutil.rmtree(p, ignore_errors=True)
-                removed += 1
-            finally:
                 os.close(fd)
+                removed += 1
         return removed
 
 
@@ -329,14 +281,19 @@ def _read_manifest(d: Path, key: str) -> dict[str, Any] | None:
     files = m.get("files")
     if not isinstance(files, dict) or RESULT not in files or MANIFEST in files:
         return None
-    for name, digest in files.items():
-        if not isinstance(digest, str) or not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
-            return None
-    return m
+    ok = all(isinstance(d, str) and "/" not in n and n not in ("", ".", "..") for n, d in files.items())
+    return m if ok else None
 
 
 def _file_ok(path: Path, digest: str) -> bool:
+    """``path`` is a regular file (not a link) whose sha256 is ``digest``; read in 1 MiB chunks."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    h = hashlib.sha256()
     try:
-        return path.is_file() and not path.is_symlink() and _sha256_file(path) == digest
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
     except OSError:
         return False
+    return h.hexdigest() == digest

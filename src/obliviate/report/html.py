@@ -21,7 +21,7 @@ from obliviate.report.plots import figure_caption
 CSS = """
 *{box-sizing:border-box}
 body{margin:0;background:#f4f5f7;color:#1f2328;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
-main{max-width:1180px;margin:0 auto;padding:24px 36px 48px;background:#fff;min-height:100vh}
+main{max-width:1280px;margin:0 auto;padding:20px 28px 48px;background:#fff;min-height:100vh}
 h1{font-size:1.6em;margin:.2em 0 .6em}
 h2{font-size:1.25em;margin:2em 0 .6em;padding-bottom:4px;border-bottom:1px solid #d8dee4}
 h3{font-size:1.05em;margin:1.4em 0 .4em}
@@ -31,10 +31,11 @@ dl.prov dd{margin:0;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monos
   overflow-wrap:anywhere}
 ul.desc{color:#444;margin:.4em 0 1em;padding-left:1.3em}
 .scroll{overflow-x:auto}
-table{border-collapse:collapse;margin:.4em 0 .8em;font-variant-numeric:tabular-nums}
-th,td{padding:4px 10px;border-bottom:1px solid #e6e8eb;text-align:left;vertical-align:top}
-th{background:#f1f3f6;font-weight:600;white-space:nowrap;border-bottom:2px solid #d0d7de}
-td.num,th.num{text-align:right;white-space:nowrap}
+table{border-collapse:collapse;margin:.4em 0 .8em;font-size:13px;font-variant-numeric:tabular-nums}
+th,td{padding:3px 7px;border-bottom:1px solid #e6e8eb;text-align:left;vertical-align:top}
+th{background:#f1f3f6;font-weight:600;vertical-align:bottom;border-bottom:2px solid #d0d7de}
+td.num,th.num{text-align:right}
+td.num{white-space:nowrap}
 tbody tr:hover td{background:#f8fafc}
 tr.sel td{background:#eef5ff;font-weight:600}
 figure{margin:1.2em 0 1.8em}
@@ -57,7 +58,8 @@ def html_table(table: Table, left: Collection[int] = (0,), selected_col: int | N
     def cls(i: int) -> str:
         return "" if i in left else ' class="num"'
 
-    head = "".join(f"<th{cls(i)}>{_e(h)}</th>" for i, h in enumerate(header))
+    head = "".join(f"<th{cls(i)}>{_e(h).replace(' ↑', '&nbsp;↑').replace(' ↓', '&nbsp;↓')}</th>"
+                   for i, h in enumerate(header))
     body = []
     for r in rows:
         tr = '<tr class="sel">' if selected_col is not None and r[selected_col] else "<tr>"

@@ -25,7 +25,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 CURVE_KEYS = ("loss", "forget_nll", "retain_nll")
 CURVE_TITLES = {"loss": "training loss", "forget_nll": "forget-set NLL", "retain_nll": "retain-set NLL"}
 COSTS = (("wall_s", "wall time (s)"), ("peak_rss_mb", "peak memory (MB)"))
-_LABEL_OFFSETS = ((7, 7), (7, -13), (-7, 7), (-7, -13))
+_LABEL_OFFSETS = ((8, 5), (8, -13))  # alternate above/below-right, so coinciding points stay told apart
 
 
 def _num(x: Any) -> float | None:
@@ -95,8 +95,7 @@ def tradeoff_figure(results: dict[str, Any]) -> Figure | None:
                     color=color, mfc="white" if m == BEFORE else color, mew=2, capsize=3, elinewidth=1,
                     label=_text(m), zorder=3)
         dx, dy = _LABEL_OFFSETS[i % len(_LABEL_OFFSETS)]
-        ax.annotate(_text(m), (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8.5, color=color,
-                    ha="left" if dx > 0 else "right")
+        ax.annotate(_text(m), (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8.5, color=color)
     ax.set_xlabel(_axis_label(column(results, fx)))
     ax.set_ylabel(_axis_label(column(results, fy)))
     ax.set_title("memorization vs utility (mean ± std over seeds)", fontsize=11)
