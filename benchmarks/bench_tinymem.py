@@ -5,7 +5,7 @@ Everything is measured in one run, side by side, so the ratios are comparable ev
 1. fp32 matmul peak -- best-of-N ``torch.mm`` of square fp32 matrices (1024..2048) with torch's thread count;
    2*n^3 FLOPs per product. This is the ceiling the training step is judged against.
 2. Training throughput on the tinymem-cpu preset (2-layer TinyMem GPT-2, batch 128), doing exactly the per-step
-   work of ``obliviate.train.pretrain.pretrain``: ``trim_padding`` -> forward -> ``mean_nll(pad_id=None)`` ->
+   work of ``obliviate.train.pretrain.pretrain``: ``drop_trailing_token_columns`` -> forward -> ``mean_nll`` ->
    backward -> AdamW step (TrainConfig defaults) -> ``loss.item()``. The baseline is a plain HF loop on the same
    model and batches: ``model(input_ids=batch, labels=batch).loss`` on full, untrimmed 150-token rows.
    Achieved FLOP/s use the standard estimate (see ``train_flops``); we print the fraction of the matmul peak.
@@ -31,11 +31,13 @@ import torch
 from torch import Tensor, nn
 
 from obliviate.data.tinymem import PAD, TinyMemData, TinyMemDataConfig, generate
+from obliviate.families.lm import TokenData, batch_of, drop_trailing_token_columns
 from obliviate.losses.nll import mean_nll
 from obliviate.metrics.generation import greedy_continue, greedy_continue_reference
 from obliviate.models.gpt2 import TinyMemModelConfig, build_model
-from obliviate.train.batching import epoch_permutation, trim_padding
-from obliviate.train.pretrain import TrainConfig, make_optimizer
+from obliviate.train.batching import epoch_permutation
+from obliviate.train.loop import make_optimizer
+from obliviate.train.pretrain import TrainConfig
 
 # The data settings of src/obliviate/presets/tinymem-cpu.yaml.
 DATA_CFG = TinyMemDataConfig(task="increment", artifact="noise", n_main=3000, n_aux=600, n_test=200,
@@ -89,13 +91,13 @@ def batches(n_rows: int, n_batches: int, seed: int = 0) -> list[Tensor]:
 
 def ours_step(model: nn.Module, opt: torch.optim.Optimizer, rows: Tensor) -> tuple[float, int, int]:
     """One step exactly as ``pretrain`` does it. Returns (loss, tokens processed, sequence length)."""
-    batch = trim_padding(rows, PAD)
-    logits = model(input_ids=batch).logits
-    loss = mean_nll(logits, batch, pad_id=None)
+    data = TokenData.from_rows(rows, PAD, score_pad=True)
+    batch = drop_trailing_token_columns(batch_of(data, torch.arange(len(data)), trim=False), PAD, keep=1)
+    loss = mean_nll(batch.logits(model), batch.labels)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return loss.item(), batch.numel(), batch.shape[1]
+    return loss.item(), batch.input_ids.numel(), batch.input_ids.shape[1]
 
 
 def hf_step(model: nn.Module, opt: torch.optim.Optimizer, rows: Tensor) -> tuple[float, int, int]:
@@ -132,7 +134,7 @@ def bench_training(data: TinyMemData, steps: int, warmup: int, rounds: int, peak
     models = {"ours": build_model(cfg, seed=0), "hf_plain": build_model(cfg, seed=0)}
     for m in models.values():
         m.train()
-    opts = {k: make_optimizer(m, tcfg) for k, m in models.items()}
+    opts = {k: make_optimizer(m.parameters(), tcfg) for k, m in models.items()}
     fns: dict[str, Step] = {"ours": ours_step, "hf_plain": hf_step}
     n_params = non_embedding_params(models["ours"])
     idx = batches(data.train.shape[0], warmup + steps * rounds)

@@ -102,13 +102,17 @@ def test_corrupt_job_files_are_rerun_not_read(pool_run, tmp_path, capsys):
 
 
 def test_python_api_is_as_short_as_the_cli(pool_run, tmp_path):
+    import shutil
+
     import obliviate
 
+    shutil.copytree(pool_run / "jobs", tmp_path / "jobs")  # the same study: every job is found in the store
     res = obliviate.bench("tinymem", preset="tinymem-micro", seeds=[0, 1], methods=["balanced_subnet"],
                           overrides=["train.epochs=6", "methods.balanced_subnet.epochs=3",
                                      "selection.balanced_subnet.ratio=[0.25,0.5]"],
                           out=tmp_path, executor="process", workers=2)
     assert comparable(res) == comparable(_results(pool_run))
+    assert json.loads((tmp_path / "results.json").read_text())["summary"] == res["summary"]
 
 
 @pytest.mark.parametrize("extra,needle", [

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from obliviate.data.tinymem import PAD, TinyMemDataConfig, generate
+from obliviate.families.lm import TokenData, drop_trailing_token_columns
 from obliviate.io import hash_tensors
 from obliviate.models.gpt2 import TinyMemModelConfig, build_model
-from obliviate.families.lm import TokenData, drop_trailing_token_columns
 from obliviate.train.pretrain import TrainConfig, pretrain
 
 # sha256 of the generated tensors is exact (pure integer work, no float kernels involved)

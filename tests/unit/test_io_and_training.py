@@ -7,6 +7,7 @@ import torch
 
 from obliviate.data.tinymem import PAD
 from obliviate.errors import ObliviateError
+from obliviate.families.lm import TokenData
 from obliviate.io import (
     atomic_write_text,
     ensure_writable_dir,
@@ -18,7 +19,6 @@ from obliviate.io import (
 )
 from obliviate.metrics.generation import greedy_continue, greedy_continue_reference
 from obliviate.models.gpt2 import TinyMemModelConfig, build_model
-from obliviate.families.lm import TokenData
 from obliviate.train.pretrain import TrainConfig, checkpoints, pretrain
 
 

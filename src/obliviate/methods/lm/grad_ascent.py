@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from obliviate.families.lm import ForgetRetainBatch
 from obliviate.losses.gradient import grad_ascent_loss
 from obliviate.losses.nll import mean_nll
-from obliviate.families.lm import ForgetRetainBatch
 from obliviate.methods.base import METHODS, LossMethod
 from obliviate.train.loop import LoopConfig
 from obliviate.types import Paper

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from obliviate.errors import ObliviateError
+from obliviate.families.lm import ForgetRetainBatch
 from obliviate.losses.gradient import grad_diff_loss
 from obliviate.losses.nll import mean_nll
-from obliviate.families.lm import ForgetRetainBatch
 from obliviate.methods.base import METHODS, LossMethod
 from obliviate.train.loop import LoopConfig
 from obliviate.types import Paper

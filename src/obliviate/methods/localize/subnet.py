@@ -8,7 +8,7 @@ Defaults: SGD lr 0.1, momentum 0.9, wd 5e-4 (reference); ratio 0.05 and 10 epoch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from torch import Tensor, nn
 
@@ -43,7 +43,7 @@ class SupermaskMethod(LossMethod):
 
     config_cls = SubnetConfig
     paper = TINYMEM
-    smoke_config = {"epochs": 5, "ratio": 0.25, "batch_size": 8}
+    smoke_config: ClassVar[dict[str, Any]] = {"epochs": 5, "ratio": 0.25, "batch_size": 8}
 
     def setup(self, model: nn.Module, data: LMUnlearnData, seed: int) -> list[nn.Parameter]:
         self._flags = freeze(model)
