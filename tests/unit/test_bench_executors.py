@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from obliviate.bench import _selftest as jobs
@@ -71,6 +73,10 @@ def test_thread_defaults_do_not_oversubscribe(monkeypatch):
     monkeypatch.setattr(executors, "available_cpus", lambda: 8)
     assert [ProcessExecutor(w).threads_per_job for w in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
     assert ProcessExecutor(3, threads_per_job=5).threads_per_job == 5
+    assert InlineExecutor().threads_per_job == 8
+    for bad in (0, -2, 1.5):
+        with pytest.raises(ObliviateError, match=re.escape(f"got {bad!r}")):
+            ProcessExecutor(2, threads_per_job=bad)
 
 
 def test_make_executor_and_errors():

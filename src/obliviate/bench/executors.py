@@ -81,7 +81,9 @@ def _job_error(index: int, exc: BaseException) -> Exception:
 def _windowed(submit: Callable[[Any], Hashable], wait_some: Callable[[list[Any]], list[Any]],
               result: Callable[[Any], Any], cancel: Callable[[list[Any]], None], items: Sequence[Any],
               window: int) -> Iterator[tuple[int, Any]]:
-    """Keep ``window`` jobs in flight; yield (index, result) as they finish; on error or early exit cancel the rest."""
+    """Keep ``window`` jobs in flight; yield (index, result) as they finish. On a job's error or the caller's early
+    exit, the jobs in flight are cancelled (Ray interrupts them; a process pool lets them finish, results unread) and
+    the rest are never submitted."""
     pending: dict[Any, int] = {}
     nxt = 0
     try:
@@ -128,7 +130,7 @@ class InlineExecutor(_Base):
 
     def __init__(self, threads_per_job: int | None = None) -> None:
         self.workers = 1
-        self.threads_per_job = _positive("threads_per_job", threads_per_job or available_cpus())
+        self.threads_per_job = _positive("threads_per_job", available_cpus() if threads_per_job is None else threads_per_job)
 
     def map_unordered(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[int, R]]:
         for i, item in enumerate(items):
@@ -148,7 +150,8 @@ class ProcessExecutor(_Base):
 
     def __init__(self, workers: int, threads_per_job: int | None = None) -> None:
         self.workers = _positive("workers", workers)
-        self.threads_per_job = _positive("threads_per_job", threads_per_job or max(1, available_cpus() // workers))
+        default = max(1, available_cpus() // workers)
+        self.threads_per_job = _positive("threads_per_job", default if threads_per_job is None else threads_per_job)
         self._pool: ProcessPoolExecutor | None = None
 
     def _get_pool(self) -> ProcessPoolExecutor:
