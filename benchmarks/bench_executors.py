@@ -1,7 +1,7 @@
 """Executor overhead benchmark: InlineExecutor vs ProcessExecutor, and 2 workers x 1 thread vs 1 worker x 2 threads.
 
 All numbers come from one run, side by side, on the same 16 CPU-bound jobs (fp32 matmuls, ~0.5 s each with 2
-threads; ``obliviate.bench._selftest.matmul_work``):
+threads; ``obliviate.jobs._selftest.matmul_work``):
 
 1. inline, 2 threads -- the baseline (no pickling, no processes);
 2. ProcessExecutor(workers=1, threads_per_job=2): a fresh pool (startup included: forkserver, worker import of
@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from obliviate.bench._selftest import matmul_work
-from obliviate.bench.executors import Executor, InlineExecutor, ProcessExecutor, available_cpus
+from obliviate.jobs._selftest import matmul_work
+from obliviate.jobs.executors import Executor, InlineExecutor, ProcessExecutor, available_cpus
 
 
 def calibrate(n: int, seconds: float, threads: int) -> int:

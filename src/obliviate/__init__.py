@@ -24,8 +24,8 @@ def bench(suite: str = "tinymem", preset: str | None = None, config: str | Path 
     import dataclasses
     import tempfile
 
-    from obliviate.bench.executors import make_executor
-    from obliviate.bench.runner import run_bench
+    from obliviate.jobs.executors import make_executor
+    from obliviate.jobs.runner import run_bench
     from obliviate.presets import load_run_config
     from obliviate.runconfig import check_seeds
 

@@ -161,9 +161,9 @@ def _only_methods(run_cfg: Any, methods: list[str], keep_selection: bool) -> Any
 
 
 def _bench(args: argparse.Namespace, progress: bool) -> int:
-    from obliviate.bench.executors import make_executor
-    from obliviate.bench.runner import run_bench
     from obliviate.context import print_stderr
+    from obliviate.jobs.executors import make_executor
+    from obliviate.jobs.runner import run_bench
     from obliviate.runconfig import check_seeds
 
     if args.suite and args.suite_name and args.suite != args.suite_name:

@@ -10,11 +10,11 @@ from typing import Any
 
 import torch
 
-from obliviate.bench.aggregate import method_entry, select_index, summary
-from obliviate.bench.runner import method_names, study_header
 from obliviate.context import print_stderr
 from obliviate.errors import ObliviateError
 from obliviate.io import ensure_writable_dir, read_json, write_json
+from obliviate.jobs.aggregate import method_entry, select_index, summary
+from obliviate.jobs.runner import method_names, study_header
 from obliviate.profiling import track
 from obliviate.runconfig import RunConfig, resolve_device, run_config_from_dict
 from obliviate.study import run_trial, train_base

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from obliviate.bench.aggregate import comparable
 from obliviate.cli import main
+from obliviate.jobs.aggregate import comparable
 
 STUDY = ["tinymem", "--preset", "tinymem-micro", "--seeds", "0,1", "--method", "balanced_subnet",
          "--set", "train.epochs=6", "--set", "methods.balanced_subnet.epochs=3",

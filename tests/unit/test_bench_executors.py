@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from obliviate.bench import _selftest as jobs
-from obliviate.bench.executors import (
+from obliviate.errors import ObliviateError
+from obliviate.jobs import _selftest as jobs
+from obliviate.jobs.executors import (
     Executor,
     InlineExecutor,
     JobFailed,
@@ -15,7 +16,6 @@ from obliviate.bench.executors import (
     RayExecutor,
     make_executor,
 )
-from obliviate.errors import ObliviateError
 
 ITEMS = list(range(6))
 EXPECTED = {i: {"x": i, "y": i * i + 1} for i in ITEMS}
@@ -68,7 +68,7 @@ def test_process_workers_use_threads_per_job(process_pool):
 
 
 def test_thread_defaults_do_not_oversubscribe(monkeypatch):
-    from obliviate.bench import executors
+    from obliviate.jobs import executors
 
     monkeypatch.setattr(executors, "available_cpus", lambda: 8)
     assert [ProcessExecutor(w).threads_per_job for w in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
@@ -119,7 +119,7 @@ def test_ray_matches_inline():
 
 def test_window_cancels_what_has_not_started():
     """At most ``window`` jobs in flight; a failure (or the caller stopping) cancels them, later ones never start."""
-    from obliviate.bench.executors import _windowed
+    from obliviate.jobs.executors import _windowed
 
     submitted, cancelled = [], []
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from obliviate.bench.store import MANIFEST, JobStore, job_key
 from obliviate.errors import ObliviateError
+from obliviate.jobs.store import MANIFEST, JobStore, job_key
 
 SPEC = {"suite": "tinymem", "seed": 0, "params": {"lr": 0.001, "steps": [1, 2]}, "device": "cpu"}
 
@@ -152,7 +152,7 @@ def test_first_writer_wins(tmp_path):
 
 def test_rename_race_keeps_a_complete_job_and_replaces_a_broken_one(tmp_path):
     """The step after both writers built their temp dir: whoever renames second finds the job dir taken."""
-    from obliviate.bench.store import _fill
+    from obliviate.jobs.store import _fill
 
     store = JobStore(tmp_path)
     key = job_key(SPEC)
@@ -190,7 +190,7 @@ def test_modes_follow_umask(tmp_path):
 
 _WRITER = textwrap.dedent("""
     import sys
-    from obliviate.bench.store import JobStore, job_key
+    from obliviate.jobs.store import JobStore, job_key
     store = JobStore(sys.argv[1])
     for i in range(10_000):
         spec = {"i": i}

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from obliviate.bench.aggregate import method_entry, summary
-from obliviate.bench.jobs import execute_train, execute_unlearn, train_spec, unlearn_spec
 from obliviate.errors import ObliviateError
+from obliviate.jobs.aggregate import method_entry, summary
+from obliviate.jobs.specs import execute_train, execute_unlearn, train_spec, unlearn_spec
 from obliviate.runconfig import resolve_device
 
 Say = Callable[[str], None]
@@ -75,8 +75,8 @@ def check_out_dir(out: Path, run: Any, overwrite: bool, resume: bool) -> None:
 def run_bench(run: Any, seeds: tuple[int, ...], out: Path, executor: Any, overwrite: bool = False,
               resume: bool = False, say: Say = lambda s: None) -> dict[str, Any]:
     """Run (or finish) the study and write ``results.json`` + reports into ``out``. Returns the results."""
-    from obliviate.bench.store import JobStore, job_key
     from obliviate.io import ensure_writable_dir, write_json
+    from obliviate.jobs.store import JobStore, job_key
     from obliviate.report.write import write_bench_report
 
     out = ensure_writable_dir(out)
