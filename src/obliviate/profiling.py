@@ -38,14 +38,29 @@ class PhaseCost:
             "wall_s": round(self.wall_s, 3),
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             "start_rss_mb": round(self.start_rss_mb, 1),
+            "added_mb": round(self.peak_rss_mb - self.start_rss_mb, 1),
             "cuda_peak_mb": None if self.cuda_peak_mb is None else round(self.cuda_peak_mb, 1),
         }
 
 
+_depth = threading.local()
+
+
+def _cuda_in_use() -> bool:
+    """True once this process has a CUDA context: asking never creates one (a CPU run stays off the GPU)."""
+    return torch.cuda.is_available() and torch.cuda.is_initialized()
+
+
 @contextmanager
 def track(name: str, interval_s: float = 0.02) -> Iterator[PhaseCost]:
-    """Measure wall time and peak RSS (sampled every ``interval_s`` by a daemon thread) of the ``with`` body."""
+    """Measure wall time and peak RSS (sampled every ``interval_s`` by a daemon thread) of the ``with`` body.
+
+    ``peak_rss_mb`` is the whole process's peak (what the machine must hold), ``added_mb`` = peak - start what the
+    phase itself added. The CUDA peak is exact for the outermost ``track`` only: CUDA keeps one peak counter, so an
+    inner phase reports None rather than a number that belongs to its parent."""
     cost = PhaseCost(name=name, start_rss_mb=current_rss_mb())
+    outer = getattr(_depth, "n", 0) == 0
+    _depth.n = getattr(_depth, "n", 0) + 1
     cost.peak_rss_mb = cost.start_rss_mb
     stop = threading.Event()
 
@@ -54,7 +69,7 @@ def track(name: str, interval_s: float = 0.02) -> Iterator[PhaseCost]:
             cost.peak_rss_mb = max(cost.peak_rss_mb, current_rss_mb())
 
     thread = threading.Thread(target=sample, daemon=True)
-    if torch.cuda.is_available():
+    if outer and _cuda_in_use():
         torch.cuda.reset_peak_memory_stats()
     thread.start()
     t0 = time.perf_counter()
@@ -64,6 +79,7 @@ def track(name: str, interval_s: float = 0.02) -> Iterator[PhaseCost]:
         cost.wall_s = time.perf_counter() - t0
         stop.set()
         thread.join()
+        _depth.n -= 1
         cost.peak_rss_mb = max(cost.peak_rss_mb, current_rss_mb())
-        if torch.cuda.is_available():
+        if outer and _cuda_in_use():
             cost.cuda_peak_mb = torch.cuda.max_memory_allocated() / 2**20
