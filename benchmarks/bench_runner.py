@@ -34,12 +34,12 @@ def payloads(run: Any, store: JobStore, threads: int, n_jobs: int) -> list[dict[
     spec = train_spec(run, 0, threads, "cpu")
     key = job_key(spec)
     if store.get(key) is None:
-        out = execute_train(spec)
+        out = execute_train({"spec": spec})
         store.put(key, spec, out["result"], out["files"])
     before = store.get(key)["before"]  # type: ignore[index]
     ratios = [0.05 * (i + 1) for i in range(n_jobs)]
     return [{"spec": unlearn_spec(run, 0, "balanced_subnet", {"ratio": r, "epochs": 10}, key, threads, "cpu"),
-             "model_dir": str(store.job_dir(key)), "before": before} for r in ratios]
+             "quiet": True, "model_dir": str(store.job_dir(key)), "before": before} for r in ratios]
 
 
 def scores(results: dict[int, Any]) -> list[Any]:

@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from obliviate import __version__
 from obliviate.errors import ObliviateError
-
-
-def _quiet_libraries() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
 
 
 def _config_args(p: argparse.ArgumentParser, out: bool = True, resume: bool = False) -> None:
@@ -115,8 +106,10 @@ def run(argv: list[str] | None = None) -> int:
         return _list(args.what)
     if args.command == "report":
         return _report(Path(args.directory))
-    _quiet_libraries()
     from obliviate import pipeline
+    from obliviate.context import quiet_libraries
+
+    quiet_libraries()
     from obliviate.seeding import deterministic_kernels
 
     deterministic_kernels()

@@ -12,6 +12,17 @@ def print_stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def quiet_libraries() -> None:
+    """Silence transformers' warnings and progress bars (process-wide: the CLI and bench worker processes only)."""
+    import os
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
 @dataclass(frozen=True)
 class RunContext:
     """``seed`` is the run's seed: a method whose config leaves ``seed`` unset (None) uses it, so a multi-seed

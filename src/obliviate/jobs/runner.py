@@ -92,7 +92,9 @@ def run_bench(run: Any, seeds: tuple[int, ...], out: Path, executor: Any, overwr
     # phase 1: one base model per seed
     tspecs = {s: train_spec(run, s, threads, device) for s in seeds}
     tkeys = {s: job_key(spec) for s, spec in tspecs.items()}
-    _run_jobs(store, executor, execute_train, [(tkeys[s], tspecs[s], tspecs[s]) for s in seeds], "train", say)
+    quiet = executor.name != "inline"
+    _run_jobs(store, executor, execute_train,
+              [(tkeys[s], f"seed {s}", {"spec": tspecs[s], "quiet": quiet}) for s in seeds], "train", say)
     base = {s: store.get(tkeys[s]) for s in seeds}
 
     # phase 2: every method x grid point x seed
@@ -104,8 +106,9 @@ def run_bench(run: Any, seeds: tuple[int, ...], out: Path, executor: Any, overwr
                 spec = unlearn_spec(run, s, m, params, tkeys[s], threads, device)
                 trials.append((s, m, params, job_key(spec), spec))
     model_dirs = {s: str(store.job_dir(tkeys[s])) for s in seeds}
-    jobs = [(key, spec, {"spec": spec, "model_dir": model_dirs[s], "before": base[s]["before"]})  # type: ignore[index]
-            for s, _, _, key, spec in trials]
+    jobs = [(key, f"seed {s} {m} {_point(run, m, params) or ''}".rstrip(),
+             {"spec": spec, "quiet": quiet, "model_dir": model_dirs[s], "before": base[s]["before"]})  # type: ignore[index]
+            for s, m, params, key, spec in trials]
     _run_jobs(store, executor, execute_unlearn, jobs, "unlearn", say)
 
     per_seed: dict[str, Any] = {}
@@ -136,10 +139,12 @@ def _point(run: Any, method: str, params: dict[str, Any]) -> dict[str, Any]:
     return {k: params[k] for k in keys}
 
 
-def _run_jobs(store: Any, executor: Any, fn: Any, jobs: list[tuple[str, dict[str, Any], Any]], what: str,
+def _run_jobs(store: Any, executor: Any, fn: Any, jobs: list[tuple[str, str, dict[str, Any]]], what: str,
               say: Say) -> None:
-    todo = [(key, spec, payload) for key, spec, payload in jobs if store.get(key) is None]
-    todo = list({key: (key, spec, payload) for key, spec, payload in todo}.values())  # a key runs once
+    """Run the jobs whose key is not in the store yet; store each result as it arrives (so a kill loses only
+    the jobs in flight). ``jobs``: (key, label for progress lines, payload with the spec)."""
+    todo = [job for job in jobs if store.get(job[0]) is None]
+    todo = list({job[0]: job for job in todo}.values())  # a key runs once
     done = len(jobs) - len(todo)
     if done:
         say(f"{what}: {done} of {len(jobs)} job(s) already finished (reused from the store)")
@@ -148,11 +153,8 @@ def _run_jobs(store: Any, executor: Any, fn: Any, jobs: list[tuple[str, dict[str
     say(f"{what}: running {len(todo)} job(s) on {executor.name} ({executor.workers} worker(s), "
         f"{executor.threads_per_job} thread(s) each)")
     for n, (i, out) in enumerate(executor.map_unordered(fn, [p for _, _, p in todo]), 1):
-        key, spec, _ = todo[i]
-        store.put(key, spec, out["result"], out.get("files") or None)
-        say(f"  [{n}/{len(todo)}] {what} {_label(spec)} done")
-
-
-def _label(spec: dict[str, Any]) -> str:
-    extra = f" {spec['method']} {spec['params']}" if spec.get("kind") == "unlearn" else ""
-    return f"seed {spec['seed']}{extra}"
+        key, label, payload = todo[i]
+        store.put(key, payload["spec"], out["result"], out.get("files") or None)
+        cost = out["result"]["cost"]
+        wall = cost["wall_s"] if "wall_s" in cost else sum(c.get("wall_s", 0.0) for c in cost.values())
+        say(f"  [{n}/{len(todo)}] {what} {label} done ({wall:.1f}s)")

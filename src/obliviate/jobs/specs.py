@@ -36,11 +36,15 @@ def unlearn_spec(run: Any, seed: int, method: str, params: dict[str, Any], train
             "train_key": train_key}
 
 
-def _setup(spec: dict[str, Any]) -> tuple[Any, Any, Any]:
+def _setup(payload: dict[str, Any]) -> tuple[Any, Any, Any]:
     import torch
 
+    from obliviate.context import quiet_libraries
     from obliviate.suites import SUITES
 
+    spec = payload["spec"]
+    if payload.get("quiet"):  # a worker process: its library chatter would interleave with the driver's progress
+        quiet_libraries()
     torch.set_num_threads(int(spec["threads"]))
     suite = SUITES.get(spec["suite"])
     if suite.VERSION != spec["suite_version"]:
@@ -48,11 +52,13 @@ def _setup(spec: dict[str, Any]) -> tuple[Any, Any, Any]:
     return suite, from_dict(suite.config_cls, spec["config"]), torch.device(spec["device"])
 
 
-def execute_train(spec: dict[str, Any]) -> dict[str, Any]:
-    """Train + evaluate the base model. -> {"result": record, "files": the saved model's files (name -> bytes)}."""
+def execute_train(payload: dict[str, Any]) -> dict[str, Any]:
+    """Train + evaluate the base model. payload: {"spec", "quiet"}.
+    -> {"result": record, "files": the saved model's files (name -> bytes)}."""
     from obliviate.study import train_base
 
-    suite, cfg, device = _setup(spec)
+    spec = payload["spec"]
+    suite, cfg, device = _setup(payload)
     model, _, record = train_base(suite, cfg, int(spec["seed"]), device)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model"
@@ -63,11 +69,11 @@ def execute_train(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def execute_unlearn(payload: dict[str, Any]) -> dict[str, Any]:
-    """One method configuration on the stored base model. payload: {"spec", "model_dir", "before"}."""
+    """One method configuration on the stored base model. payload: {"spec", "quiet", "model_dir", "before"}."""
     from obliviate.study import run_trial
 
     spec = payload["spec"]
-    suite, cfg, device = _setup(spec)
+    suite, cfg, device = _setup(payload)
     seed = int(spec["seed"])
     data = suite.build_data(cfg, seed)
     model = suite.load_model(Path(payload["model_dir"]), device)

@@ -98,7 +98,7 @@ def tradeoff_figure(results: dict[str, Any]) -> Figure | None:
         ax.annotate(_text(m), (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8.5, color=color)
     ax.set_xlabel(_axis_label(column(results, fx)))
     ax.set_ylabel(_axis_label(column(results, fy)))
-    ax.set_title("memorization vs utility (mean ± std over seeds)", fontsize=11)
+    ax.set_title("forgetting vs utility (mean ± std over seeds)", fontsize=11)
     ax.margins(0.18)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best", framealpha=0.85)

@@ -111,6 +111,8 @@ class TrainStats:
 
 def _find_resumable(out_dir: Path, epochs: int, fingerprint: str, fresh: bool) -> Path | None:
     """The checkpoint to resume from (None = start at epoch 0), after the checks in the module docstring."""
+    for tmp in (out_dir / "checkpoints").glob(".*.tmp"):  # a checkpoint write cut short (kill -9): never complete
+        shutil.rmtree(tmp, ignore_errors=True)
     found = checkpoints(out_dir)
     if fresh:
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
