@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -245,6 +246,7 @@ def git_dirty() -> bool | None:
     return bool(out.strip()) if out is not None else None
 
 
+@functools.lru_cache(maxsize=1)
 def source_hash() -> str:
     """sha256 over obliviate's own .py files: the code version a checkpoint was made with (a bug fix changes it,
     even without a commit, so stale checkpoints are never resumed silently)."""
