@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from torch import Tensor
 
 from obliviate.errors import ObliviateError
+from obliviate.families.splits import check_splits
 
 
 @dataclass
@@ -42,10 +43,4 @@ class ClassifierUnlearnData:
     extra: dict[str, LabeledData] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name, split in [("forget", self.forget), ("retain", self.retain), *self.extra.items()]:
-            if split is None and name == "retain":
-                continue
-            if not isinstance(split, LabeledData):
-                raise ObliviateError(f"the {name} split must be LabeledData(x, y), got {type(split).__name__}")
-        if len(self.forget) == 0:
-            raise ObliviateError("the forget set is empty (0 examples): nothing to unlearn")
+        check_splits({"forget": self.forget, "retain": self.retain, **self.extra}, LabeledData, "examples")

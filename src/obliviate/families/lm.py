@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from obliviate.errors import ObliviateError
+from obliviate.families.splits import check_splits
 from obliviate.losses.nll import IGNORE_INDEX  # labels value of a position that is not scored (the HF convention)
 
 
@@ -141,6 +142,16 @@ class ForgetRetainBatch:
     retain: LMBatch | None = None
 
 
+def _describe_split(split: object) -> str:
+    """What was given instead of TokenData, and how to build the right thing."""
+    hint = ""
+    if isinstance(split, Tensor):
+        hint = ("; build it with LMUnlearnData.from_rows(forget_rows, retain_rows, pad_id) or TokenData"
+                if split.ndim == 2 and not split.dtype.is_floating_point else
+                " -- this does not look like token ids (an image batch? that is the classifier family)")
+    return _describe(split) + hint
+
+
 @dataclass
 class LMUnlearnData:
     """What an LM unlearning method receives: a non-empty forget split, an optional retain split, and named extra
@@ -151,19 +162,8 @@ class LMUnlearnData:
     extra: dict[str, TokenData] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name, split in [("forget", self.forget), ("retain", self.retain), *self.extra.items()]:
-            if split is None and name == "retain":
-                continue
-            if not isinstance(split, TokenData):
-                hint = ""
-                if isinstance(split, Tensor):
-                    hint = ("; build it with LMUnlearnData.from_rows(forget_rows, retain_rows, pad_id) or TokenData"
-                            if split.ndim == 2 and not split.dtype.is_floating_point else
-                            " -- this does not look like token ids (an image batch? that is the classifier family)")
-                raise ObliviateError(f"the {name} split must be TokenData, got {_describe(split)}{hint}")
-        if len(self.forget) == 0:
-            raise ObliviateError("the forget set is empty (0 rows): nothing to unlearn"
-                                 " (was nothing memorized? check the memorization metric before unlearning)")
+        check_splits({"forget": self.forget, "retain": self.retain, **self.extra}, TokenData, "rows",
+                     describe=_describe_split)
         if int(self.forget.scored_tokens.sum()) == 0:
             raise ObliviateError("the forget set has no scored tokens (every label is -100): nothing to unlearn")
 

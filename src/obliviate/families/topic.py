@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from obliviate.errors import ObliviateError
+from obliviate.families.splits import check_splits
 
 
 @dataclass
@@ -38,11 +39,7 @@ class TopicUnlearnData:
     retain: CountData
 
     def __post_init__(self) -> None:
-        for name in ("forget", "retain"):
-            if not isinstance(getattr(self, name), CountData):
-                raise ObliviateError(f"the {name} split must be CountData, got {type(getattr(self, name)).__name__}")
-        if len(self.forget) == 0:
-            raise ObliviateError("the forget set is empty (0 documents): nothing to delete")
+        check_splits({"forget": self.forget, "retain": self.retain}, CountData, "documents", optional=())
         if self.forget.counts.shape[1] != self.retain.counts.shape[1]:
             raise ObliviateError(f"forget and retain vocabularies differ ({self.forget.counts.shape[1]} vs "
                                  f"{self.retain.counts.shape[1]} words)")
