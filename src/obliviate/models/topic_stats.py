@@ -1,0 +1,149 @@
+"""The sufficient statistic of the anchor-word topic model and its closed-form update under deletion.
+
+For a document d with count vector h_d and length L_d >= 2, the unbiased word-pair estimate is
+    g_d = (h_d h_d^T - diag(h_d)) / (L_d (L_d - 1))          (Arora et al., 2013; every g_d sums to exactly 1)
+and the learner keeps the unnormalised sum G = sum_d g_d together with m (Q-hat = G / m), the number of documents
+each word occurs in (anchor candidates) and a multiset of document content hashes (to refuse deleting a document
+that was never in the corpus, or deleting it twice). Deleting documents subtracts their g_d: the cost depends on
+the deleted documents only, never on m.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from obliviate.errors import ObliviateError
+
+
+def as_counts(X: object, n_words: int | None = None, name: str = "X") -> sp.csr_matrix:
+    """Documents x words counts as an int64 CSR matrix; refuses negative, non-integer or mis-shaped input."""
+    if sp.issparse(X):
+        m = sp.csr_matrix(X)
+    else:
+        arr = np.asarray(X)
+        if arr.ndim != 2:
+            raise ObliviateError(f"{name} must be a 2-D documents x words count matrix, got shape {arr.shape}")
+        m = sp.csr_matrix(arr)
+    if n_words is not None and m.shape[1] != n_words:
+        raise ObliviateError(f"{name} has {m.shape[1]} words (columns) but the model was fitted on {n_words}: "
+                             f"use the same vocabulary (e.g. the fitted CountVectorizer's transform)")
+    data = m.data
+    if data.size and not np.issubdtype(data.dtype, np.number):
+        raise ObliviateError(f"{name} must hold numeric counts, got dtype {data.dtype}")
+    if data.size and (data < 0).any():
+        r, c = (m < 0).nonzero()
+        raise ObliviateError(f"{name} holds a negative count ({m[r[0], c[0]]} at document {r[0]}, word {c[0]})")
+    if data.size and not np.issubdtype(data.dtype, np.integer):
+        frac = data != np.round(data)
+        if frac.any() or not np.isfinite(data).all():
+            bad = np.flatnonzero(frac | ~np.isfinite(data))[0]
+            row = int(np.searchsorted(m.indptr, bad, side="right") - 1)
+            raise ObliviateError(f"{name} holds a non-integer count ({data[bad]} in document {row}): the model needs "
+                                 f"word counts (use CountVectorizer, not TfidfVectorizer)")
+    out = sp.csr_matrix(m, dtype=np.int64)
+    out.eliminate_zeros()
+    out.sort_indices()
+    return out
+
+
+def doc_lengths(X: sp.csr_matrix) -> np.ndarray:
+    return np.asarray(X.sum(axis=1)).ravel()
+
+
+def check_lengths(X: sp.csr_matrix, name: str = "X") -> None:
+    """Every document needs >= 2 tokens: the pair estimate divides by L(L-1)."""
+    short = np.flatnonzero(doc_lengths(X) < 2)
+    if short.size:
+        shown = ", ".join(str(i) for i in short[:5]) + (" ..." if short.size > 5 else "")
+        raise ObliviateError(f"{name}: {short.size} document(s) have fewer than 2 tokens (rows {shown}); the "
+                             f"co-occurrence estimate needs >= 2 per document -- drop them first")
+
+
+def cooccurrence_sum(X: sp.csr_matrix, dtype: type = np.float64) -> np.ndarray:
+    """G = sum_d (h_d h_d^T - diag h_d) / (L_d (L_d - 1)) as a dense (n, n) array."""
+    lengths = doc_lengths(X).astype(np.float64)
+    w = 1.0 / (lengths * (lengths - 1.0))
+    weighted = sp.diags(w) @ X.astype(np.float64)
+    G = (X.T.astype(np.float64) @ weighted).toarray()
+    G[np.diag_indices_from(G)] -= np.asarray(weighted.sum(axis=0)).ravel()
+    return G.astype(dtype, copy=False)
+
+
+def doc_frequency(X: sp.csr_matrix) -> np.ndarray:
+    """(n,) number of documents each word occurs in."""
+    return np.bincount(X.indices, minlength=X.shape[1]).astype(np.int64)
+
+
+_MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xD6E8FEB86659FD93)
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    x = x.copy()
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return x
+
+
+def doc_hashes(X: sp.csr_matrix) -> list[tuple[int, int]]:
+    """A 128-bit content hash per document (order-free over its (word, count) pairs), vectorised."""
+    with np.errstate(over="ignore"):
+        key = (X.indices.astype(np.uint64) << np.uint64(32)) ^ X.data.astype(np.uint64)
+        h1, h2 = _splitmix(key ^ _MIX1), _splitmix(key * _MIX2 + np.uint64(1))
+        starts = X.indptr[:-1]
+        nonempty = np.diff(X.indptr) > 0
+        s1 = np.zeros(X.shape[0], dtype=np.uint64)
+        s2 = np.zeros(X.shape[0], dtype=np.uint64)
+        if h1.size:
+            s1[nonempty] = np.add.reduceat(h1, starts[nonempty])
+            s2[nonempty] = np.add.reduceat(h2, starts[nonempty])
+    return list(zip(s1.tolist(), s2.tolist()))
+
+
+@dataclass
+class CorpusStatistics:
+    """T(S): everything the learner needs, of a size that does not grow with the number of documents (except the
+    hash multiset, 16 bytes a document, kept only to validate deletion requests)."""
+
+    G: np.ndarray  # (n, n) unnormalised co-occurrence sum
+    m: int  # documents
+    doc_freq: np.ndarray  # (n,) documents containing each word
+    hashes: Counter = field(default_factory=Counter)
+
+    @classmethod
+    def from_counts(cls, X: sp.csr_matrix, dtype: type = np.float64) -> CorpusStatistics:
+        check_lengths(X)
+        return cls(cooccurrence_sum(X, dtype), int(X.shape[0]), doc_frequency(X), Counter(doc_hashes(X)))
+
+    @property
+    def n_words(self) -> int:
+        return int(self.G.shape[0])
+
+    def without(self, X_forget: sp.csr_matrix) -> tuple[CorpusStatistics, np.ndarray]:
+        """The statistics of the corpus minus ``X_forget`` (a new object; ``self`` is untouched) and the ids of the
+        words whose co-occurrence rows changed. Refuses documents that are not (or no longer) in the corpus."""
+        check_lengths(X_forget, "X_forget")
+        if X_forget.shape[0] == 0:
+            return self, np.zeros(0, dtype=np.int64)
+        if X_forget.shape[0] >= self.m:
+            raise ObliviateError(f"cannot delete {X_forget.shape[0]} of the corpus's {self.m} documents: at least one "
+                                 f"must remain")
+        want = Counter(doc_hashes(X_forget))
+        missing = [h for h, k in want.items() if self.hashes.get(h, 0) < k]
+        if missing:
+            rows = [i for i, h in enumerate(doc_hashes(X_forget)) if h in set(missing)]
+            raise ObliviateError(f"X_forget row(s) {rows[:5]} are not in the corpus (never fitted, already deleted, "
+                                 f"or requested more times than they occur): nothing was changed")
+        G = self.G - cooccurrence_sum(X_forget, self.G.dtype)
+        hashes = self.hashes.copy()
+        hashes.subtract(want)
+        hashes = +hashes  # drop zero counts
+        touched = np.unique(X_forget.indices)
+        stats = CorpusStatistics(G, self.m - int(X_forget.shape[0]), self.doc_freq - doc_frequency(X_forget), hashes)
+        return stats, touched
