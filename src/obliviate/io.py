@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +131,19 @@ def save_pretrained_atomic(
     ``extra`` is written next to the weights as ``obliviate.json`` (metadata, never code); ``extra_files`` are
     further files (name -> bytes, e.g. optimizer state as safetensors) that land in the same atomic rename.
     """
+    def fill(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if extra is not None:
+            (tmp / "obliviate.json").write_text(json.dumps(extra, indent=2, default=_json_default))
+        for name, data in (extra_files or {}).items():
+            (tmp / name).write_bytes(data)
+
+    return atomic_directory(directory, fill, overwrite=overwrite)
+
+
+def atomic_directory(directory: str | Path, fill: Callable[[Path], None], overwrite: bool = False) -> Path:
+    """Create ``directory`` atomically: ``fill`` writes into a sibling temp dir, which is fsynced and renamed.
+    An existing ``directory`` is only replaced when ``overwrite``; it stays intact if anything fails."""
     dst = Path(directory)
     if dst.exists() and not overwrite:
         raise ObliviateError(f"checkpoint {str(dst)!r} already exists; choose another path or remove it")
@@ -138,11 +151,7 @@ def save_pretrained_atomic(
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
     os.chmod(tmp, 0o777 & ~process_umask())  # mkdtemp makes 0700; the checkpoint gets a normal directory's mode
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        if extra is not None:
-            (tmp / "obliviate.json").write_text(json.dumps(extra, indent=2, default=_json_default))
-        for name, data in (extra_files or {}).items():
-            (tmp / name).write_bytes(data)
+        fill(tmp)
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())

@@ -121,7 +121,8 @@ class AnchorTopicModel(TransformerMixin, BaseEstimator):
 
     # --- deletion -------------------------------------------------------------------------------------------------
     def unlearn(self, X_forget: Any, mode: str = "exact", *, epsilon: float | None = None, delta: float | None = None,
-                tolerance: float = 0.01, fallback: bool = False, random_state: int | None = None) -> dict[str, Any]:
+                tolerance: float = 0.01, newton_steps: int = 1, fallback: bool = False,
+                random_state: int | None = None) -> dict[str, Any]:
         """Delete documents (rows of counts, as given to ``fit``) and return the deletion record.
 
         ``mode="exact"``: refit from the updated statistics -- the same output as retraining on the remaining
@@ -130,12 +131,16 @@ class AnchorTopicModel(TransformerMixin, BaseEstimator):
         ``tolerance`` (Frobenius); the release is (epsilon, delta)-indistinguishable from retraining + the same
         noise. Refused (nothing changed) when the anchors would move, an anchor word loses all its documents, or
         the certificate exceeds the budget; ``fallback=True`` then does an exact recompute (noised the same way).
+        ``newton_steps``: 1 is the paper's single step; more (active-set rounds on the shared Hessian) usually
+        reach the retrained solution exactly, leaving only the solver-tolerance floor in the certificate.
         ``random_state`` seeds the noise (default: fresh OS entropy, as privacy needs)."""
         from obliviate.certified.deletion import CertificationRefused, PrivacyState, certified_update, release
 
         check_is_fitted(self, "components_")
         if mode not in MODES:
             raise ObliviateError(f"mode={mode!r} is not one of {', '.join(MODES)}")
+        if not isinstance(newton_steps, (int, np.integer)) or newton_steps < 1:
+            raise ObliviateError(f"newton_steps={newton_steps!r} must be an int >= 1")
         start = time.perf_counter()
         counts = as_counts(X_forget, self.n_features_in_, "X_forget")
         p = self._learner()
@@ -151,7 +156,7 @@ class AnchorTopicModel(TransformerMixin, BaseEstimator):
         sol, refused = None, None
         if mode == "certified":
             try:
-                sol, info = certified_update(stats, touched, self._solution, p, self.vocabulary_)
+                sol, info = certified_update(stats, touched, self._solution, p, self.vocabulary_, newton_steps)
                 record.update(info)
                 if info["certificate"] > privacy.budget:
                     raise CertificationRefused(
