@@ -1,4 +1,4 @@
-"""``obliviate demo | train | eval | unlearn | bench | list | report``. Bad input -> one-line error, exit code 2."""
+"""``obliviate demo | train | eval | unlearn | bench | list | report | topics``. Bad input -> one-line error, exit code 2."""
 
 from __future__ import annotations
 
@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", nargs="?", default="all", choices=["all", "methods", "metrics", "suites", "presets"])
     p = sub.add_parser("report", help="re-render the reports (markdown, HTML, figures) from DIR/results.json")
     p.add_argument("directory")
+    from obliviate import cli_topics
+
+    cli_topics.add_parser(sub)
     return parser
 
 
@@ -97,7 +100,9 @@ def _trained_run(args: argparse.Namespace, overrides: list[str]) -> tuple[Any, A
         run = run_config_from_dict(apply_overrides(trained.to_dict(), overrides))
     else:
         run = _load(args, overrides)
-    return model.to(resolve_device(run.device)), run, meta
+    if hasattr(model, "to"):  # torch models move to the run's device; NumPy models (topics) have none
+        model = model.to(resolve_device(run.device))
+    return model, run, meta
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -106,6 +111,10 @@ def run(argv: list[str] | None = None) -> int:
         return _list(args.what)
     if args.command == "report":
         return _report(Path(args.directory))
+    if args.command == "topics":
+        from obliviate import cli_topics
+
+        return cli_topics.run(args)
     from obliviate import pipeline
     from obliviate.context import quiet_libraries
 

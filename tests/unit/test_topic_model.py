@@ -110,14 +110,13 @@ def test_population_cooccurrence_recovers_A_R_and_planted_anchors(prior, per, ho
     assert model.converged_
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="library bug: _recover_kl (topic_learn.py) evaluates obj/"
-                   "grad on all rows of Qrows but on c[a] for the still-active subset a -> shape mismatch "
-                   "ValueError as soon as one row converges before the others")
 def test_population_cooccurrence_kl_recovers_A():
+    # regression: rows converging at different iterations crashed RecoverKL (shape mismatch). KL has no active-set
+    # finish, so exponentiated gradient alone gets ~2e-5 in the default 1000 iterations (L2 gets 1e-14)
     pc = planted_corpus(10, 60, 4, anchor_mass=0.2, seed=1)
     model = AnchorTopicModel(n_topics=4, loss="KL").fit_cooccurrence(pc.population_cooccurrence())
     perm, _ = match_topics(pc.topics, model.components_.T)
-    np.testing.assert_allclose(model.components_.T[:, perm], pc.topics, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(model.components_.T[:, perm], pc.topics, rtol=0, atol=1e-4)
 
 
 # ------------------------------------------------------------------------------- 2. finite-sample consistency
@@ -336,13 +335,14 @@ def _bad_calls(small):
         "delta_big": (lambda m: m.unlearn(D[:1], delta=1.5, **dlt), "delta"),
         "mode": (lambda m: m.unlearn(D[:1], mode="newton"), "mode='newton'"),
         "n_topics": (lambda m: m.set_params(n_topics=1).fit(X), "n_topics=1"),
+        "newton_steps": (lambda m: m.unlearn(D[:1], newton_steps=0), "newton_steps=0"),
     }
 
 
 BAD = ["fit_short", "unlearn_short", "fit_negative", "unlearn_negative", "fit_half", "unlearn_half",
        "unlearn_columns", "fit_vocabulary", "unlearn_never_seen", "unlearn_too_many_copies", "unlearn_everything",
        "epsilon_zero", "epsilon_negative", "epsilon_missing", "delta_zero", "delta_one", "delta_big", "mode",
-       "n_topics"]
+       "n_topics", "newton_steps"]
 
 
 @pytest.mark.parametrize("case", BAD)
@@ -388,8 +388,7 @@ def test_integer_valued_floats_are_counts(small):
 
 
 def test_certified_mode_needs_l2_loss(small):
-    # max_iter=1: the KL fit survives its one iteration with every row still active (see the KL xfail above)
-    model = AnchorTopicModel(n_topics=R_SMALL, loss="KL", max_iter=1).fit(small.counts)
+    model = AnchorTopicModel(n_topics=R_SMALL, loss="KL").fit(small.counts)
     before = snapshot(model)
     with pytest.raises(ObliviateError, match="loss='L2'") as info:
         model.unlearn(small.counts[:1], mode="certified", epsilon=1.0, delta=1e-5)
@@ -601,12 +600,13 @@ def test_fast_anchor_words_triangle(cleanup):
     assert fast_anchor_words(rows, 3, cleanup=cleanup).tolist() == [1, 5, 3]
 
 
-def test_fast_anchor_words_ties_go_to_lowest_index():
+@pytest.mark.parametrize("cleanup", [True, False])
+def test_fast_anchor_words_ties_go_to_lowest_index(cleanup):
     rows = _triangle_points()
-    dup = np.vstack([rows, V0, V2])  # copies of V0 and V2 at indices 8 and 9: the originals (1, 5) win
-    assert fast_anchor_words(dup, 3).tolist() == [1, 5, 3]
-    first = np.vstack([V2, rows])  # a copy of V2 at index 0, before the original (now 6): the copy wins
-    assert fast_anchor_words(first, 3).tolist() == [2, 0, 4]
+    dup = np.vstack([rows, V0, V2, V1])  # copies of the vertices at indices 8-10: the originals (1, 5, 3) win
+    assert fast_anchor_words(dup, 3, cleanup=cleanup).tolist() == [1, 5, 3]
+    first = np.vstack([V2, V1, V0, rows])  # copies at indices 0-2, before the originals (now 4, 6, 8): copies win
+    assert fast_anchor_words(first, 3, cleanup=cleanup).tolist() == [2, 0, 1]
 
 
 def test_fast_anchor_words_too_few_candidates():

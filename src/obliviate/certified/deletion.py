@@ -87,7 +87,12 @@ def certified_update(stats: CorpusStatistics, touched: np.ndarray, old: TopicSol
         raise CertificationRefused(f"every document containing the anchor word(s) {names} was deleted: those topics "
                                    f"are no longer identifiable from the data")
     anchors = find_anchor_words(stats, qbar, p)
-    if not np.array_equal(anchors, old.anchors):
+    old_C = old.C
+    if not np.array_equal(anchors, old.anchors) and set(anchors.tolist()) == set(old.anchors.tolist()):
+        # the same anchor words in another order: retraining would list the topics in that order, so ours follow
+        perm = np.array([int(np.flatnonzero(old.anchors == a)[0]) for a in anchors])
+        old_C = old.C[:, perm]
+    if not np.array_equal(np.sort(anchors), np.sort(old.anchors)):
         moved = sorted(set(old.anchors.tolist()) ^ set(anchors.tolist()))
         raise CertificationRefused(f"retraining on the remaining documents would pick other anchor words (changed: "
                                    f"{moved[:6]}): the Newton update cannot be certified")
@@ -96,8 +101,8 @@ def certified_update(stats: CorpusStatistics, touched: np.ndarray, old: TopicSol
     anchor_touched = bool(np.isin(anchors, touched).any())
     rows = np.arange(stats.n_words) if anchor_touched else touched
     b = qbar[rows] @ XS.T
-    C, gaps, exact = old.C.copy(), old.gaps.copy(), old.exact.copy()
-    C[rows] = newton_step(old.C[rows], M, b, steps=newton_steps)
+    C, gaps, exact = old_C.copy(), old.gaps.copy(), old.exact.copy()
+    C[rows] = newton_step(old_C[rows], M, b, steps=newton_steps)
     gaps[rows] = fw_gap(C[rows], gradient(C[rows], M, b))
     exact[rows] = False
     mu = tangent_strong_convexity(M)
@@ -107,7 +112,7 @@ def certified_update(stats: CorpusStatistics, touched: np.ndarray, old: TopicSol
     # the part that does not grow with deletions (retraining's own stopping tolerance): for capacity estimates
     floor = column_normalised_bound(weights, C, word_error_bounds(np.zeros_like(gaps), exact, mu, solve_tol(p)))
     A, R = recover_topics(stats, anchors, C, p.topic_cooccurrence)
-    support_changed = int(((old.C[rows] > 1e-9) != (C[rows] > 1e-9)).any(axis=1).sum())
+    support_changed = int(((old_C[rows] > 1e-9) != (C[rows] > 1e-9)).any(axis=1).sum())
     info = {"certificate": bound, "certificate_floor": floor, "mu": mu, "rows_updated": int(rows.size), "anchor_rows_touched": anchor_touched,
             "support_changes": support_changed, "max_gap": float(gaps.max())}
     return TopicSolution(anchors, C, gaps, exact, A, R, old.converged), info

@@ -60,6 +60,8 @@ def save_bundle(bundle: TopicBundle, path: str | Path, meta: dict[str, Any] | No
         np.savez(buf, **arrays)
         (tmp / "topic_model.npz").write_bytes(buf.getvalue())
         (tmp / "topic_model.json").write_text(json.dumps(doc, indent=1, default=_json_default))
+        if meta:  # the run metadata every saved model of the suite pipeline carries (pipeline.load_trained)
+            (tmp / "obliviate.json").write_text(json.dumps(meta, indent=2, default=_json_default))
 
     return atomic_directory(path, fill, overwrite=overwrite)
 

@@ -85,15 +85,16 @@ def _recover_kl(Qrows: np.ndarray, XS: np.ndarray, p: LearnerParams) -> tuple[np
     c = np.full((k, r), 1.0 / r)
     eps = 1e-300
 
-    def obj(cc: np.ndarray) -> np.ndarray:
+    def obj(cc: np.ndarray, rows: np.ndarray) -> np.ndarray:
         mix = np.maximum(cc @ XS, eps)
-        return -np.einsum("kn,kn->k", Qrows, np.log(mix))
+        return -np.einsum("kn,kn->k", Qrows[rows], np.log(mix))
 
-    def grad(cc: np.ndarray) -> np.ndarray:
-        return -(Qrows / np.maximum(cc @ XS, eps)) @ XS.T
+    def grad(cc: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return -(Qrows[rows] / np.maximum(cc @ XS, eps)) @ XS.T
 
-    f, eta = obj(c), np.ones(k)
-    g = grad(c)
+    every = np.arange(k)
+    f, eta = obj(c, every), np.ones(k)
+    g = grad(c, every)
     gap = fw_gap(c, g)
     for _ in range(p.max_iter):
         a = np.flatnonzero(gap > solve_tol(p))
@@ -102,12 +103,12 @@ def _recover_kl(Qrows: np.ndarray, XS: np.ndarray, p: LearnerParams) -> tuple[np
         z = -eta[a, None] * g[a]
         step = c[a] * np.exp(z - z.max(axis=1, keepdims=True))
         step /= step.sum(axis=1, keepdims=True)
-        f_new = obj(step)
+        f_new = obj(step, a)
         ok = f_new <= f[a]
         c[a[ok]], f[a[ok]] = step[ok], f_new[ok]
         eta[a[ok]] *= 2.0
         eta[a[~ok]] *= 0.5
-        g[a] = grad(c[a])
+        g[a] = grad(c[a], a)
         gap[a] = fw_gap(c[a], g[a])
     return c, gap
 

@@ -80,7 +80,7 @@ class TopicsData:
 
 def _split(m: int, shares: list[float], rng: np.random.Generator) -> list[np.ndarray]:
     order = rng.permutation(m)
-    cuts = np.cumsum([int(round(s * m)) for s in shares])
+    cuts = np.cumsum([round(s * m) for s in shares])
     return [np.sort(p) for p in np.split(order, cuts)]
 
 
@@ -176,8 +176,8 @@ class TopicsSuite:
         src = (f"planted corpus ({d.n_docs} documents x {d.n_words} words, length {d.doc_length}, beta {d.beta})"
                if d.source == "planted" else f"{d.source} (gensim's test data)")
         return [f"data: {src}" + (f"; {data.summary()}" if data is not None else ""),
-                f"model: anchor-word topic model, {m.n_topics} topics, Recover{m.loss}; forget {d.forget} random "
-                f"documents; reference = retrained without them",
+                (f"model: anchor-word topic model, {m.n_topics} topics, Recover{m.loss}; forget {d.forget} random "
+                f"documents; reference = retrained without them"),
                 "distance: Frobenius norm between topic-word matrices (pre-noise / released) and the reference's"]
 
     def columns(self, cfg: TopicsConfig) -> list[Column]:
