@@ -58,3 +58,16 @@ def unlearn(model: Any, data: Any, method: str = "balanced_subnet", seed: int = 
                              f"{type(data).__name__}")
     return build_method(method, config, run_seed=seed).unlearn(model, data, RunContext(seed=seed, device=device,
                                                                                          progress=progress))
+
+
+_LAZY = {"AnchorTopicModel": "obliviate.models.topic", "TopicHead": "obliviate.certified.head",
+         "TopicBundle": "obliviate.families.topic"}
+
+
+def __getattr__(name: str) -> Any:
+    """``from obliviate import AnchorTopicModel`` (imported on first use: no import-time work)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'obliviate' has no attribute {name!r}")

@@ -15,7 +15,7 @@ from typing import Any
 from obliviate.report.plots import BEFORE, available_figures, figure_caption, method_names
 
 Table = tuple[list[str], list[list[str]]]
-COST_COLUMNS = (("wall_s", "time s", 1), ("peak_rss_mb", "peak MB", 0))
+COST_COLUMNS = (("wall_s", "time s", -1), ("peak_rss_mb", "peak MB", 0))  # -1: decimals follow the size
 
 
 # --- formatting ---------------------------------------------------------------------------------------------------
@@ -28,18 +28,27 @@ def _num(x: Any) -> float | None:
 
 
 def fmt_num(x: Any, digits: int) -> str:
-    """``x`` with ``digits`` decimals ("n/a" when undefined; never "-0.0")."""
+    """``x`` with ``digits`` decimals ("n/a" when undefined; never "-0.0"). ``digits=-1``: 1 decimal from 10 up, 2
+    from 1 up, else 3 (times from milliseconds to hours)."""
     v = _num(x)
     if v is None:
         return "n/a"
+    if digits < 0:
+        digits = _auto_digits(v)
     s = f"{v:.{digits}f}"
     return s[1:] if s.startswith("-") and float(s) == 0 else s
+
+
+def _auto_digits(v: float) -> int:
+    return 1 if abs(v) >= 10 else 2 if abs(v) >= 1 else 3
 
 
 def fmt_stat(st: Any, digits: int, ci: bool = True) -> str:
     """``mean ± std`` (just the mean for one seed), plus ``[lo, hi]`` when a 95% interval is present."""
     if not isinstance(st, dict) or _num(st.get("mean")) is None:
         return "n/a"
+    if digits < 0:  # one precision for the mean, its spread and interval
+        digits = _auto_digits(float(st["mean"]))
     out = fmt_num(st["mean"], digits)
     if _num(st.get("std")) is not None and st.get("n", 2) != 1:
         out += f" ± {fmt_num(st['std'], digits)}"
