@@ -105,6 +105,8 @@ class TopicHead(BaseEstimator):
         F = doc_features(A, X, model.n_features_in_)
         y = self._check(y, F.shape[0])
         theta = newton(np.zeros(F.shape[1]), F, y, self.task, self.l2, self.max_iter, self.tol)
+        self.components_source_ = components
+        self.anchors_ = model.anchors_.copy()  # which topic each coefficient belongs to
         self._set(theta, A, None, [])
         return self
 
@@ -145,6 +147,9 @@ class TopicHead(BaseEstimator):
         from obliviate.certified.deletion import CertificationRefused, PrivacyState
 
         check_is_fitted(self, "theta_")
+        if getattr(self, "components_source_", "internal") != "internal":
+            raise ObliviateError("this head was fitted on the released (noisy) topics; certified deletion through "
+                                 "the head needs a head fitted on the internal ones (fit(..., components='internal'))")
         start = time.perf_counter()
         if newton_steps < 1:
             raise ObliviateError(f"newton_steps={newton_steps} must be >= 1")
@@ -154,10 +159,16 @@ class TopicHead(BaseEstimator):
         else:
             privacy.check_same(epsilon, delta, tolerance)
         forget = as_counts(X_forget, model.n_features_in_, "X_forget")
-        A = model.unlearned(forget, mode="exact")._solution.A if forget.shape[0] else model._solution.A
+        twin = model.unlearned(forget, mode="exact") if forget.shape[0] else model
+        A, anchors = twin._solution.A, twin.anchors_
         F = doc_features(A, X, model.n_features_in_)
         y = self._check(y, F.shape[0])
-        theta = newton(self.theta_, F, y, self.task, self.l2, newton_steps)
+        theta = self.theta_.copy()
+        if not np.array_equal(anchors, self.anchors_) and set(anchors.tolist()) == set(self.anchors_.tolist()):
+            # the same topics listed in another order: the coefficients follow their topics
+            perm = np.array([int(np.flatnonzero(self.anchors_ == a)[0]) for a in anchors])
+            theta[:-1] = theta[perm]
+        theta = newton(theta, F, y, self.task, self.l2, newton_steps)
         record: dict[str, Any] = {"deleted": int(forget.shape[0]), "newton_steps": newton_steps}
         cert = self._certificate(theta, A, F, y)
         if cert > privacy.budget:
@@ -175,6 +186,7 @@ class TopicHead(BaseEstimator):
         privacy.releases += 1
         record.update(privacy.to_dict(), certificate=cert, capacity_used=cert / privacy.budget,
                       seconds=time.perf_counter() - start)
+        self.anchors_ = anchors.copy()
         self._set(theta, A, privacy, [*self.deletions_, record], released)
         return record
 

@@ -179,7 +179,8 @@ class AnchorTopicModel(TransformerMixin, BaseEstimator):
             released = release(sol, stats, privacy.sigma, p.topic_cooccurrence, rng)
             privacy.deletions += int(counts.shape[0])
             privacy.releases += 1
-            record.update(privacy.to_dict(), capacity_used=record["certificate"] / privacy.budget)
+            record.update(privacy.to_dict(), capacity_used=record["certificate"] / privacy.budget,
+                          remaining_budget=privacy.budget - record["certificate"])
             record["remaining_capacity_estimate"] = _remaining(record, privacy)
             privacy.history.append({k: record[k] for k in ("deleted", "certificate", "capacity_used")})
         record["seconds"] = time.perf_counter() - start
@@ -203,9 +204,11 @@ class AnchorTopicModel(TransformerMixin, BaseEstimator):
 
 def _remaining(record: dict[str, Any], privacy: Any) -> int | None:
     """Documents that can still be deleted before the certificate reaches the budget, extrapolating linearly (the
-    paper's sensitivity is linear in the deletions) from the part of the certificate above its floor."""
+    paper's sensitivity is linear in the deletions) from the part of the certificate above its floor. None when
+    that part is still below 1% of the budget: nothing to extrapolate from (with one Newton step the certificate
+    jumps when a word's active set changes, so a flat history says little about the next deletion)."""
     growth = record["certificate"] - record.get("certificate_floor", 0.0)
-    if privacy.deletions == 0 or growth <= 0:
+    if privacy.deletions == 0 or growth < 0.01 * privacy.budget:
         return None
     left = privacy.budget - record["certificate"]
     return max(0, math.floor(privacy.deletions * left / growth))

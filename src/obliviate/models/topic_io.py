@@ -52,8 +52,10 @@ def save_bundle(bundle: TopicBundle, path: str | Path, meta: dict[str, Any] | No
                            "vocabulary": m.vocabulary_, "privacy": _privacy_to_dict(m.privacy_),
                            "deletions": m.deletions_, "meta": meta or {}, "head": None}
     if h is not None:
-        arrays.update(head_theta=h.theta_, head_product=h.product_, head_intercept=np.array([h.intercept_]))
-        doc["head"] = {"params": h.get_params(), "privacy": _privacy_to_dict(h.privacy_), "deletions": h.deletions_}
+        arrays.update(head_theta=h.theta_, head_product=h.product_, head_intercept=np.array([h.intercept_]),
+                      head_anchors=h.anchors_)
+        doc["head"] = {"params": h.get_params(), "privacy": _privacy_to_dict(h.privacy_), "deletions": h.deletions_,
+                       "components": h.components_source_}
 
     def fill(tmp: Path) -> None:
         buf = io.BytesIO()
@@ -94,6 +96,7 @@ def load_bundle(path: str | Path) -> TopicBundle:
         theta = a["head_theta"]
         head.theta_, head.coef_, head.intercept_ = theta, theta[:-1].copy(), float(a["head_intercept"][0])
         head.product_ = a["head_product"]
+        head.anchors_, head.components_source_ = a["head_anchors"], doc["head"]["components"]
         head.privacy_ = _privacy_from_dict(doc["head"]["privacy"])
         head.deletions_ = doc["head"]["deletions"]
     return TopicBundle(model, head)

@@ -127,7 +127,8 @@ def recover_topics(stats: CorpusStatistics, anchors: np.ndarray, C: np.ndarray, 
 
 def topic_cooccurrence(stats: CorpusStatistics, anchors: np.ndarray, A: np.ndarray, how: str) -> np.ndarray:
     if how == "anchor":
-        d = A[anchors, np.arange(anchors.size)]
+        # a noisy release can put an anchor entry at 0; the floor keeps R finite (post-processing only)
+        d = np.maximum(A[anchors, np.arange(anchors.size)], 1e-12)
         Q_SS = stats.G[np.ix_(anchors, anchors)] / stats.m
         return Q_SS / np.outer(d, d)
     pinv = np.linalg.pinv(A)
