@@ -159,8 +159,8 @@ class TopicHead(BaseEstimator):
         else:
             privacy.check_same(epsilon, delta, tolerance)
         forget = as_counts(X_forget, model.n_features_in_, "X_forget")
-        twin = model.unlearned(forget, mode="exact") if forget.shape[0] else model
-        A, anchors = twin._solution.A, twin.anchors_
+        sol = model.exact_solution_without(forget)
+        A, anchors = sol.A, sol.anchors
         F = doc_features(A, X, model.n_features_in_)
         y = self._check(y, F.shape[0])
         theta = self.theta_.copy()

@@ -72,17 +72,20 @@ def fast_anchor_words(rows: np.ndarray, r: int, cleanup: bool = True) -> np.ndar
 
 
 def _cleanup(rows: np.ndarray, anchors: np.ndarray) -> np.ndarray:
-    """Replace each anchor by the row farthest from the affine span of the other anchors (Arora et al. 2013)."""
+    """Replace each anchor by the row farthest from the affine span of the other anchors (Arora et al. 2013).
+
+    Distances via ||y||^2 - ||Q^T y||^2 (Q an orthonormal basis of the span's directions), never forming the
+    (k, dim) residual matrix: r products of the rows with an r-column matrix."""
     anchors = anchors.copy()
+    sq = np.einsum("kd,kd->k", rows, rows)
     for j in range(anchors.size):
         others = np.delete(anchors, j)
         origin = rows[others[0]]
         span = (rows[others[1:]] - origin).T  # (dim, r-2)
-        Y = rows - origin
-        if span.shape[1]:
-            q, _ = np.linalg.qr(span)
-            Y = Y - (Y @ q) @ q.T
-        dist = np.einsum("kd,kd->k", Y, Y)
-        dist[others] = -1.0
+        q = np.linalg.qr(span)[0] if span.shape[1] else np.zeros((rows.shape[1], 0))
+        prod = rows @ np.column_stack([origin, q])  # (k, r-1): y.origin, y.q
+        proj = prod[:, 1:] - origin @ q  # (y - origin).q
+        dist = sq - 2.0 * prod[:, 0] + origin @ origin - np.einsum("kr,kr->k", proj, proj)
+        dist[others] = -np.inf
         anchors[j] = int(np.argmax(dist))
     return anchors

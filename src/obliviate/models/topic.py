@@ -88,6 +88,7 @@ class AnchorTopicModel(TransformerMixin, BaseEstimator):
                 released: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
         """Replace the whole fitted state at once (a failed update raises before this and changes nothing)."""
         A, R, C = released if released is not None else (sol.A, sol.R, sol.C)
+        stats.commit()
         self.statistics_ = stats
         self._solution = sol  # pre-noise: never publish it when the releases are certified
         self.components_ = A.T.copy()
@@ -159,10 +160,15 @@ class AnchorTopicModel(TransformerMixin, BaseEstimator):
                 sol, info = certified_update(stats, touched, self._solution, p, self.vocabulary_, newton_steps)
                 record.update(info)
                 if info["certificate"] > privacy.budget:
+                    hint = ""
+                    if newton_steps == 1 and info["support_changes"]:
+                        hint = (f"; {info['support_changes']} word(s) changed which topics they belong to, which one "
+                                f"Newton step does not follow -- newton_steps=3 usually lands on the retrained "
+                                f"solution")
                     raise CertificationRefused(
                         f"the certificate {info['certificate']:.3g} exceeds the distance budget {privacy.budget:.3g} "
                         f"that the noise covers: the deletion capacity is spent ({privacy.deletions} documents "
-                        f"deleted so far)")
+                        f"deleted so far){hint}")
             except CertificationRefused as err:
                 if not fallback:
                     raise CertificationRefused(f"{err} -- nothing was changed; pass fallback=True to recompute "
@@ -194,6 +200,13 @@ class AnchorTopicModel(TransformerMixin, BaseEstimator):
         publishing a model whose later deletions will be certified."""
         return self.unlearn(np.zeros((0, self.n_features_in_), dtype=np.int64), mode="certified", epsilon=epsilon,
                             delta=delta, tolerance=tolerance, random_state=random_state)
+
+    def exact_solution_without(self, X_forget: Any) -> TopicSolution:
+        """The learner's (pre-noise) solution on the corpus minus ``X_forget`` -- retraining's -- without changing
+        this model (what U_head uses). Cost independent of the corpus size."""
+        check_is_fitted(self, "components_")
+        stats, touched = self.statistics_.without(as_counts(X_forget, self.n_features_in_, "X_forget"))
+        return relearn(stats, touched, self._solution, self._learner())[0] if touched.size else self._solution
 
     def unlearned(self, X_forget: Any, **kwargs: Any) -> AnchorTopicModel:
         """A copy with ``X_forget`` deleted (this model is untouched)."""

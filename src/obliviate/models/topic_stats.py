@@ -70,7 +70,8 @@ def cooccurrence_sum(X: sp.csr_matrix, dtype: type = np.float64) -> np.ndarray:
     weighted = sp.diags(w) @ X.astype(np.float64)
     G = (X.T.astype(np.float64) @ weighted).toarray()
     G[np.diag_indices_from(G)] -= np.asarray(weighted.sum(axis=0)).ravel()
-    return G.astype(dtype, copy=False)
+    # C order always: row sums (Q-bar) then add up in the same order for a fitted and an updated statistic
+    return np.ascontiguousarray(G, dtype=dtype)
 
 
 def doc_frequency(X: sp.csr_matrix) -> np.ndarray:
@@ -109,12 +110,15 @@ def doc_hashes(X: sp.csr_matrix) -> list[tuple[int, int]]:
 @dataclass
 class CorpusStatistics:
     """T(S): everything the learner needs, of a size that does not grow with the number of documents (except the
-    hash multiset, 16 bytes a document, kept only to validate deletion requests)."""
+    hash multiset, ~170 bytes a document, kept only to validate deletion requests)."""
 
     G: np.ndarray  # (n, n) unnormalised co-occurrence sum
     m: int  # documents
     doc_freq: np.ndarray  # (n,) documents containing each word
     hashes: Counter = field(default_factory=Counter)
+    # deletions validated against ``hashes`` but not yet applied to it: ``without`` shares the multiset with its
+    # parent instead of copying it (a copy costs O(m)); ``commit`` applies them once the new state is adopted
+    pending: Counter | None = None
 
     @classmethod
     def from_counts(cls, X: sp.csr_matrix, dtype: type = np.float64) -> CorpusStatistics:
@@ -125,25 +129,45 @@ class CorpusStatistics:
     def n_words(self) -> int:
         return int(self.G.shape[0])
 
+    def contains(self, h: tuple[int, int]) -> int:
+        """How many copies of the document with hash ``h`` these statistics hold."""
+        return self.hashes.get(h, 0) - (self.pending.get(h, 0) if self.pending else 0)
+
     def without(self, X_forget: sp.csr_matrix) -> tuple[CorpusStatistics, np.ndarray]:
-        """The statistics of the corpus minus ``X_forget`` (a new object; ``self`` is untouched) and the ids of the
-        words whose co-occurrence rows changed. Refuses documents that are not (or no longer) in the corpus."""
+        """The statistics of the corpus minus ``X_forget`` and the ids of the words whose co-occurrence rows
+        changed. ``self`` is untouched until the result is ``commit``-ted. Cost: O(n^2) for the copy of G plus the
+        deleted documents' pairs -- never O(m). Refuses documents that are not (or no longer) in the corpus."""
         check_lengths(X_forget, "X_forget")
         if X_forget.shape[0] == 0:
             return self, np.zeros(0, dtype=np.int64)
         if X_forget.shape[0] >= self.m:
             raise ObliviateError(f"cannot delete {X_forget.shape[0]} of the corpus's {self.m} documents: at least one "
                                  f"must remain")
-        want = Counter(doc_hashes(X_forget))
-        missing = [h for h, k in want.items() if self.hashes.get(h, 0) < k]
+        hashes = doc_hashes(X_forget)
+        want = Counter(hashes)
+        missing = {h for h, k in want.items() if self.contains(h) < k}
         if missing:
-            rows = [i for i, h in enumerate(doc_hashes(X_forget)) if h in set(missing)]
+            rows = [i for i, h in enumerate(hashes) if h in missing]
             raise ObliviateError(f"X_forget row(s) {rows[:5]} are not in the corpus (never fitted, already deleted, "
                                  f"or requested more times than they occur): nothing was changed")
-        G = self.G - cooccurrence_sum(X_forget, self.G.dtype)
-        hashes = self.hashes.copy()
-        hashes.subtract(want)
-        hashes = +hashes  # drop zero counts
         touched = np.unique(X_forget.indices)
-        stats = CorpusStatistics(G, self.m - int(X_forget.shape[0]), self.doc_freq - doc_frequency(X_forget), hashes)
+        G = self.G.copy()
+        # only the touched words' block changes: the deleted documents' pairs, over their own words
+        G[np.ix_(touched, touched)] -= cooccurrence_sum(X_forget[:, touched].tocsr(), self.G.dtype)
+        stats = CorpusStatistics(G, self.m - int(X_forget.shape[0]), self.doc_freq - doc_frequency(X_forget),
+                                 self.hashes, want + (self.pending or Counter()))
         return stats, touched
+
+    def commit(self) -> None:
+        """Apply the pending deletions to the hash multiset, which is shared with the statistics this object was
+        derived from: O(deleted documents). Only the owner adopting these statistics (the model) calls it; the
+        parent is stale afterwards."""
+        if not self.pending:
+            return
+        for h, k in self.pending.items():
+            left = self.hashes[h] - k
+            if left > 0:
+                self.hashes[h] = left
+            else:
+                del self.hashes[h]
+        self.pending = None
