@@ -489,12 +489,14 @@ def main() -> None:
     print(f"\n  total benchmark wall time {total:.1f}s", end="")
     if others is not None:
         print(f"; other processes used {others:.1f} CPU-s meanwhile ({100 * others / total:.0f}% of one core)")
-        if other_mid is not None and other0 is not None:
-            before = other_mid - other0
-            print(f"  of which {before:.1f} CPU-s during the anchor-model sections 1, 2, 4 ({t_anchor:.1f}s, "
-                  f"{100 * before / t_anchor:.0f}% of one core), the rest during the LDA fits")
-        if others > 0.1 * total:
-            print("  NOTE: other processes competed for the CPU during the run; the timings are noisy.")
+        before = other_mid - other0 if other_mid is not None and other0 is not None else others
+        print(f"  of which {before:.1f} CPU-s during the anchor-model sections 1, 2, 4 ({t_anchor:.1f}s, "
+              f"{100 * before / t_anchor:.0f}% of one core), the rest during the LDA fits")
+        if before > 0.1 * t_anchor:
+            print("  NOTE: other processes competed for the CPU during the anchor-model sections: with 2 BLAS threads "
+                  "each small BLAS call can then wait a scheduler quantum; those timings are noisy (try --threads 1).")
+        if others - before > 0.1 * max(total - t_anchor, 1e-9):
+            print("  NOTE: other processes competed for the CPU during the LDA fits; the LDA times may be inflated.")
     else:
         print()
     if args.json is not None:
