@@ -231,9 +231,9 @@ def _audit(args: argparse.Namespace, bundle: Any, meta: dict[str, Any]) -> int:
         print(f"deletion {i + 1}: {_record_line(rec)}")
     if any(getattr(args, f"check_{k}") for k in ("rows", "title", "text", "counts")):
         X = as_counts(_selected(args, "check", bundle, meta), model.n_features_in_)
-        held = model.statistics_.hashes
+        held = model.statistics_
         for i, h in enumerate(doc_hashes(X)):
-            print(f"check document {i}: {'IN the model' if held.get(h, 0) > 0 else 'not in the model'}")
+            print(f"check document {i}: {'IN the model' if held.contains(h) > 0 else 'not in the model'}")
     if args.verify:
         _verify(model, meta)
     return 0
@@ -251,7 +251,7 @@ def _verify(model: Any, meta: dict[str, Any]) -> None:
         raise ObliviateError("--verify needs the model's corpus (a model fitted with `obliviate topics fit`)")
     X, vocab, _ = _load_source(meta["corpus"])
     X = as_counts(X, model.n_features_in_)
-    left = Counter(model.statistics_.hashes)
+    left = Counter(dict(model.statistics_.hashes.items()))
     keep = []
     for i, h in enumerate(doc_hashes(X)):
         if left.get(h, 0) > 0:

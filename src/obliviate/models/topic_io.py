@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +39,8 @@ def save_bundle(bundle: TopicBundle, path: str | Path, meta: dict[str, Any] | No
 
     m, h = bundle.model, bundle.head
     sol, stats = m._solution, m.statistics_
-    items = list(stats.hashes.items())
-    arrays = {"G": stats.G, "doc_freq": stats.doc_freq,
-              "hash_hi": np.array([k[0] for k, _ in items], dtype=np.uint64),
-              "hash_lo": np.array([k[1] for k, _ in items], dtype=np.uint64),
-              "hash_count": np.array([c for _, c in items], dtype=np.int64),
+    arrays = {"G": stats.G, "doc_freq": stats.doc_freq, "hash_hi": stats.hashes.h1, "hash_lo": stats.hashes.h2,
+              "hash_count": stats.hashes.count,
               "anchors": sol.anchors, "C": sol.C, "gaps": sol.gaps, "exact": sol.exact, "A": sol.A, "R": sol.R,
               "components": m.components_, "topic_cooccurrence": m.topic_cooccurrence_,
               "word_topic_posterior": m.word_topic_posterior_}
@@ -72,7 +68,7 @@ def load_bundle(path: str | Path) -> TopicBundle:
     from obliviate.certified.head import TopicHead
     from obliviate.models.topic import AnchorTopicModel
     from obliviate.models.topic_learn import TopicSolution
-    from obliviate.models.topic_stats import CorpusStatistics
+    from obliviate.models.topic_stats import CorpusStatistics, HashMultiset
 
     path = Path(path)
     if not (path / "topic_model.json").is_file() or not (path / "topic_model.npz").is_file():
@@ -82,7 +78,7 @@ def load_bundle(path: str | Path) -> TopicBundle:
         raise ObliviateError(f"{str(path)!r} has format {doc.get('format')!r}, expected {FORMAT!r}")
     with np.load(path / "topic_model.npz", allow_pickle=False) as z:
         a = {k: z[k] for k in z.files}
-    hashes = Counter({(int(hi), int(lo)): int(c) for hi, lo, c in zip(a["hash_hi"], a["hash_lo"], a["hash_count"])})
+    hashes = HashMultiset(a["hash_hi"], a["hash_lo"], a["hash_count"])
     stats = CorpusStatistics(a["G"], int(doc["m"]), a["doc_freq"], hashes)
     sol = TopicSolution(a["anchors"], a["C"], a["gaps"], a["exact"].astype(bool), a["A"], a["R"],
                         bool(doc["converged"]))

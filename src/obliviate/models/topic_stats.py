@@ -92,8 +92,8 @@ def _splitmix(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def doc_hashes(X: sp.csr_matrix) -> list[tuple[int, int]]:
-    """A 128-bit content hash per document (order-free over its (word, count) pairs), vectorised."""
+def doc_hash_arrays(X: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """A 128-bit content hash per document (order-free over its (word, count) pairs), vectorised: two (m,) uint64."""
     with np.errstate(over="ignore"):
         key = (X.indices.astype(np.uint64) << np.uint64(32)) ^ X.data.astype(np.uint64)
         h1, h2 = _splitmix(key ^ _MIX1), _splitmix(key * _MIX2 + np.uint64(1))
@@ -104,18 +104,78 @@ def doc_hashes(X: sp.csr_matrix) -> list[tuple[int, int]]:
         if h1.size:
             s1[nonempty] = np.add.reduceat(h1, starts[nonempty])
             s2[nonempty] = np.add.reduceat(h2, starts[nonempty])
+    return s1, s2
+
+
+def doc_hashes(X: sp.csr_matrix) -> list[tuple[int, int]]:
+    """The content hash of every document as (int, int) pairs."""
+    s1, s2 = doc_hash_arrays(X)
     return list(zip(s1.tolist(), s2.tolist()))
+
+
+class HashMultiset:
+    """Document hashes with multiplicities, as sorted arrays (16 bytes + a count per distinct document, instead of
+    ~170 bytes in a dict of tuples; copying it is a memcpy). Lookups by binary search. Read like a mapping
+    hash -> count of the documents still held (zero counts are kept in place after deletions)."""
+
+    def __init__(self, h1: np.ndarray, h2: np.ndarray, count: np.ndarray) -> None:
+        self.h1, self.h2, self.count = h1, h2, count
+
+    @classmethod
+    def of(cls, h1: np.ndarray, h2: np.ndarray) -> HashMultiset:
+        if h1.size == 0:
+            return cls(np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0, np.int64))
+        keys, count = np.unique(np.column_stack([h1, h2]), axis=0, return_counts=True)  # sorted by (h1, h2)
+        return cls(np.ascontiguousarray(keys[:, 0]), np.ascontiguousarray(keys[:, 1]), count.astype(np.int64))
+
+    def index(self, h: tuple[int, int]) -> int:
+        """Position of ``h``, or -1."""
+        a, b = np.uint64(h[0]), np.uint64(h[1])
+        lo, hi = np.searchsorted(self.h1, a, "left"), np.searchsorted(self.h1, a, "right")
+        if hi > lo:
+            j = lo + int(np.searchsorted(self.h2[lo:hi], b))
+            if j < hi and self.h2[j] == b:
+                return int(j)
+        return -1
+
+    def get(self, h: tuple[int, int], default: int = 0) -> int:
+        j = self.index(h)
+        return int(self.count[j]) if j >= 0 else default
+
+    def items(self) -> list[tuple[tuple[int, int], int]]:
+        live = np.flatnonzero(self.count > 0)
+        return [((int(self.h1[j]), int(self.h2[j])), int(self.count[j])) for j in live]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(h for h, _ in self.items())
+
+    def keys(self) -> list[tuple[int, int]]:
+        return [h for h, _ in self.items()]
+
+    def __getitem__(self, h: tuple[int, int]) -> int:
+        return self.get(h)
+
+    def values(self) -> list[int]:
+        return [int(c) for c in self.count[self.count > 0]]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, HashMultiset):
+            return dict(self.items()) == dict(other.items())
+        return NotImplemented
+
+    def __len__(self) -> int:
+        return int((self.count > 0).sum())
 
 
 @dataclass
 class CorpusStatistics:
     """T(S): everything the learner needs, of a size that does not grow with the number of documents (except the
-    hash multiset, ~170 bytes a document, kept only to validate deletion requests)."""
+    hash multiset, 24 bytes a distinct document, kept only to validate deletion requests)."""
 
     G: np.ndarray  # (n, n) unnormalised co-occurrence sum
     m: int  # documents
     doc_freq: np.ndarray  # (n,) documents containing each word
-    hashes: Counter = field(default_factory=Counter)
+    hashes: HashMultiset = field(default_factory=lambda: HashMultiset.of(np.zeros(0, np.uint64), np.zeros(0, np.uint64)))
     # deletions validated against ``hashes`` but not yet applied to it: ``without`` shares the multiset with its
     # parent instead of copying it (a copy costs O(m)); ``commit`` applies them once the new state is adopted
     pending: Counter | None = None
@@ -123,7 +183,7 @@ class CorpusStatistics:
     @classmethod
     def from_counts(cls, X: sp.csr_matrix, dtype: type = np.float64) -> CorpusStatistics:
         check_lengths(X)
-        return cls(cooccurrence_sum(X, dtype), int(X.shape[0]), doc_frequency(X), Counter(doc_hashes(X)))
+        return cls(cooccurrence_sum(X, dtype), int(X.shape[0]), doc_frequency(X), HashMultiset.of(*doc_hash_arrays(X)))
 
     @property
     def n_words(self) -> int:
@@ -165,9 +225,5 @@ class CorpusStatistics:
         if not self.pending:
             return
         for h, k in self.pending.items():
-            left = self.hashes[h] - k
-            if left > 0:
-                self.hashes[h] = left
-            else:
-                del self.hashes[h]
+            self.hashes.count[self.hashes.index(h)] -= k
         self.pending = None
