@@ -21,7 +21,14 @@ from obliviate.certified.mechanism import check_privacy, classic_budget, distanc
 from obliviate.certified.newton import column_normalised_bound, newton_step, word_error_bounds
 from obliviate.errors import ObliviateError
 from obliviate.models.anchors import row_normalise
-from obliviate.models.simplex import fw_gap, gradient, project_simplex_columns, tangent_strong_convexity
+from obliviate.models.simplex import (
+    fw_gap,
+    gradient,
+    natural_residual,
+    project_simplex_columns,
+    residual_factor,
+    tangent_strong_convexity,
+)
 from obliviate.models.topic_learn import (
     LearnerParams,
     TopicSolution,
@@ -106,16 +113,20 @@ def certified_update(stats: CorpusStatistics, touched: np.ndarray, old: TopicSol
     gaps[rows] = fw_gap(C[rows], gradient(C[rows], M, b))
     exact[rows] = False
     mu = tangent_strong_convexity(M)
-    beta = word_error_bounds(gaps, exact, mu, solve_tol(p))
+    factor = residual_factor(M, mu)
+    resid = old.residuals.copy() if old.residuals is not None else np.zeros(stats.n_words)
+    resid[rows] = natural_residual(C[rows], M, b)
+    beta = word_error_bounds(gaps, resid, exact, mu, factor, solve_tol(p))
     weights = stats.G.sum(axis=1)
     bound = column_normalised_bound(weights, C, beta)
     # the part that does not grow with deletions (retraining's own stopping tolerance): for capacity estimates
-    floor = column_normalised_bound(weights, C, word_error_bounds(np.zeros_like(gaps), exact, mu, solve_tol(p)))
+    zero = np.zeros_like(gaps)
+    floor = column_normalised_bound(weights, C, word_error_bounds(zero, zero, exact, mu, factor, solve_tol(p)))
     A, R = recover_topics(stats, anchors, C, p.topic_cooccurrence)
     support_changed = int(((old_C[rows] > 1e-9) != (C[rows] > 1e-9)).any(axis=1).sum())
     info = {"certificate": bound, "certificate_floor": floor, "mu": mu, "rows_updated": int(rows.size), "anchor_rows_touched": anchor_touched,
             "support_changes": support_changed, "max_gap": float(gaps.max())}
-    return TopicSolution(anchors, C, gaps, exact, A, R, old.converged), info
+    return TopicSolution(anchors, C, gaps, exact, A, R, old.converged, resid), info
 
 
 def release(solution: TopicSolution, stats: CorpusStatistics, sigma: float, how: str,

@@ -5,8 +5,9 @@ Per word, RecoverL2 solves min_{c in simplex} c^T M c - 2 b_i^T c. It is a quadr
 face the old solution lies on (the affine hull of its support) lands on that face's exact minimum; when the
 deletion does not change which coordinates are zero, it *is* the retrained solution. When it does, the step is
 clipped to the simplex and the Frank-Wolfe gap bounds the error: with mu the strong convexity of the objective on
-the simplex's tangent space, ||c - c*|| <= sqrt(2 gap / mu). Retraining stops at gap <= tol, so its own answer is
-within sqrt(2 tol / mu) of c* too; the triangle inequality bounds ||c_newton - c_retrain|| per word.
+the simplex's tangent space, ||c - c*|| <= sqrt(2 gap / mu), and, linearly in the natural residual
+R(c) = c - P(c - g/L), ||c - c*|| <= (2L/mu) ||R(c)||. Retraining stops at gap <= tol and ||R|| <= RESIDUAL_TOL,
+so its own answer obeys the same bounds; the triangle inequality bounds ||c_newton - c_retrain|| per word.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 
 import numpy as np
 
-from obliviate.models.simplex import active_set_rounds, objective, solve_on_support
+from obliviate.models.simplex import RESIDUAL_TOL, active_set_rounds, objective, solve_on_support
 
 # per-word float slack for rows whose solution is the learner's own for the same problem: retraining rebuilds the
 # statistics in another summation order, so its right-hand side can differ in the last bits
@@ -42,13 +43,17 @@ def newton_step(C_old: np.ndarray, M: np.ndarray, b: np.ndarray, steps: int = 1,
     return step
 
 
-def word_error_bounds(gap: np.ndarray, exact: np.ndarray, mu: float, tol: float) -> np.ndarray:
-    """beta_i >= ||c_i - c_i^retrain||: FLOAT_SLACK for rows that are the learner's own output for the current
-    problem; otherwise sqrt(2 gap_i / mu) (our distance to the optimum) + sqrt(2 tol / mu) (retraining's)."""
+def word_error_bounds(gap: np.ndarray, residual: np.ndarray, exact: np.ndarray, mu: float, factor: float,
+                      tol: float) -> np.ndarray:
+    """beta_i >= ||c_i - c_i^retrain||. Rows that are the learner's own output for the current problem: FLOAT_SLACK.
+    Otherwise our distance to the optimum, min(sqrt(2 gap_i / mu), K residual_i) -- both bounds hold; the second is
+    linear in the residual and is the tight one near the optimum -- plus retraining's, whose stopping rule
+    guarantees gap <= tol and residual <= RESIDUAL_TOL: min(sqrt(2 tol / mu), K RESIDUAL_TOL)."""
     if mu <= 0:
         return np.full(gap.shape, np.inf)
-    beta = np.sqrt(2.0 * np.maximum(gap, 0.0) / mu) + math.sqrt(2.0 * tol / mu) + FLOAT_SLACK
-    return np.where(exact, FLOAT_SLACK, beta)
+    ours = np.minimum(np.sqrt(2.0 * np.maximum(gap, 0.0) / mu), factor * residual)
+    theirs = min(math.sqrt(2.0 * tol / mu), factor * RESIDUAL_TOL)
+    return np.where(exact, FLOAT_SLACK, ours + theirs + FLOAT_SLACK)
 
 
 def column_normalised_bound(weights: np.ndarray, C: np.ndarray, beta: np.ndarray) -> float:

@@ -59,6 +59,24 @@ def tangent_strong_convexity(M: np.ndarray) -> float:
     return float(2.0 * np.linalg.eigvalsh(basis.T @ M @ basis).min())
 
 
+RESIDUAL_TOL = 1e-12  # a converged row also has natural residual <= this (float noise is ~1e-16)
+
+
+def natural_residual(c: np.ndarray, M: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """||c - P(c - g/L)|| per row, P the projection onto the simplex, L = 2 lambda_max(M) the gradient's Lipschitz
+    constant. Zero exactly at the optimum; it bounds the distance to it linearly (``residual_factor``)."""
+    lip = max(2.0 * float(np.linalg.eigvalsh(M).max()), 1e-300)
+    step = project_simplex_columns((c - gradient(c, M, b) / lip).T).T
+    return np.sqrt(np.einsum("kr,kr->k", c - step, c - step))
+
+
+def residual_factor(M: np.ndarray, mu: float) -> float:
+    """K with ||c - c*|| <= K ||c - P(c - g/L)|| for mu-strong convexity on the simplex: K = (1 + tL)/(t mu) at
+    t = 1/L, i.e. 2L/mu (derivation in docs/topic-unlearning.md)."""
+    lip = 2.0 * float(np.linalg.eigvalsh(M).max())
+    return 2.0 * lip / mu if mu > 0 else float("inf")
+
+
 def solve_on_support(M: np.ndarray, b: np.ndarray, support: np.ndarray) -> np.ndarray:
     """The minimum of f on the affine hull of each row's support face {c : c_j = 0 off support, sum c = 1}.
 
@@ -124,7 +142,8 @@ def simplex_lstsq(M: np.ndarray, b: np.ndarray, tol: float = 1e-12, max_iter: in
     rest = np.flatnonzero(gap > tol)
     active_set_rounds(c, f, rest, M, b)
     gap[rest] = fw_gap(c[rest], gradient(c[rest], M, b[rest]))
-    return SimplexSolution(c, gap, it, bool((gap <= tol).all()))
+    converged = bool((gap <= tol).all()) and bool((natural_residual(c, M, b) <= RESIDUAL_TOL).all())
+    return SimplexSolution(c, gap, it, converged)
 
 
 def active_set_rounds(c: np.ndarray, f: np.ndarray, rows: np.ndarray, M: np.ndarray, b: np.ndarray,

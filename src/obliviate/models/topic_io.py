@@ -41,6 +41,7 @@ def save_bundle(bundle: TopicBundle, path: str | Path, meta: dict[str, Any] | No
     sol, stats = m._solution, m.statistics_
     arrays = {"G": stats.G, "doc_freq": stats.doc_freq, "hash_hi": stats.hashes.h1, "hash_lo": stats.hashes.h2,
               "hash_count": stats.hashes.count,
+              "residuals": sol.residuals if sol.residuals is not None else np.zeros(0),
               "anchors": sol.anchors, "C": sol.C, "gaps": sol.gaps, "exact": sol.exact, "A": sol.A, "R": sol.R,
               "components": m.components_, "topic_cooccurrence": m.topic_cooccurrence_,
               "word_topic_posterior": m.word_topic_posterior_}
@@ -81,7 +82,7 @@ def load_bundle(path: str | Path) -> TopicBundle:
     hashes = HashMultiset(a["hash_hi"], a["hash_lo"], a["hash_count"])
     stats = CorpusStatistics(a["G"], int(doc["m"]), a["doc_freq"], hashes)
     sol = TopicSolution(a["anchors"], a["C"], a["gaps"], a["exact"].astype(bool), a["A"], a["R"],
-                        bool(doc["converged"]))
+                        bool(doc["converged"]), a["residuals"] if a["residuals"].size else None)
     model = AnchorTopicModel(**doc["params"])
     model.vocabulary_ = doc["vocabulary"]
     model._commit(stats, sol, _privacy_from_dict(doc["privacy"]), doc["deletions"],

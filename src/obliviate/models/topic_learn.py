@@ -50,6 +50,7 @@ class TopicSolution:
     A: np.ndarray  # (n, r) topic-word matrix, columns sum to 1
     R: np.ndarray  # (r, r) topic co-occurrence
     converged: bool
+    residuals: np.ndarray | None = None  # (n,) natural residual of rows a certified update left inexact
 
 
 def candidates(stats: CorpusStatistics, p: LearnerParams) -> np.ndarray:
