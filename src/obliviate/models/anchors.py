@@ -19,14 +19,14 @@ from obliviate.errors import ObliviateError
 
 
 def min_doc_threshold(min_df: float, m: int) -> int:
-    """Documents a word needs to be an anchor candidate: an int is a count, a float in (0, 1] a share of m
-    (scikit-learn's ``min_df`` convention); at least 1 either way."""
-    if isinstance(min_df, float):
-        if not 0.0 < min_df <= 1.0:
-            raise ObliviateError(f"anchor_min_df={min_df} must be a count >= 1 or a share in (0, 1]")
-        return max(1, math.ceil(min_df * m))
+    """Documents a word needs to be an anchor candidate: a value in (0, 1) is a share of the m documents, a value
+    >= 1 a count (an integer, possibly written as a float, as config files do); at least 1 either way."""
+    if isinstance(min_df, bool) or not isinstance(min_df, (int, float, np.integer, np.floating)) or not min_df > 0:
+        raise ObliviateError(f"anchor_min_df={min_df!r} must be a share in (0, 1) or a document count >= 1")
     if min_df < 1:
-        raise ObliviateError(f"anchor_min_df={min_df} must be a count >= 1 or a share in (0, 1]")
+        return max(1, math.ceil(min_df * m))
+    if float(min_df) != int(min_df):
+        raise ObliviateError(f"anchor_min_df={min_df!r}: values >= 1 are document counts and must be integers")
     return int(min_df)
 
 
