@@ -69,10 +69,12 @@ from obliviate.models.topic_learn import (
 )
 from obliviate.models.topic_stats import (
     CorpusStatistics,
+    HashMultiset,
     as_counts,
     check_lengths,
     cooccurrence_sum,
     doc_frequency,
+    doc_hash_arrays,
     doc_hashes,
 )
 
@@ -123,8 +125,11 @@ def short(text: str | None, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def hashes_bytes(hashes: Counter) -> int:
-    """Python heap bytes of the content-hash multiset: the dict plus every key tuple and its two ints."""
+def hashes_bytes(hashes: Any) -> int:
+    """Bytes of the content-hash multiset: its arrays (HashMultiset), or for a dict of tuples the dict plus every
+    key tuple and its two ints."""
+    if hasattr(hashes, "h1"):
+        return int(hashes.h1.nbytes + hashes.h2.nbytes + hashes.count.nbytes)
     total = sys.getsizeof(hashes)
     for key in hashes:
         total += sys.getsizeof(key) + sys.getsizeof(key[0]) + sys.getsizeof(key[1])
@@ -238,7 +243,7 @@ def retrain_pieces(X_rem: sp.csr_matrix, repeats: int) -> dict[str, float]:
     out["check_lengths"], _ = timed(lambda: check_lengths(counts), repeats)
     out["build_G"], G = timed(lambda: cooccurrence_sum(counts), repeats)
     out["doc_frequency"], df = timed(lambda: doc_frequency(counts), repeats)
-    out["hash_multiset"], hashes = timed(lambda: Counter(doc_hashes(counts)), repeats)
+    out["hash_multiset"], hashes = timed(lambda: HashMultiset.of(*doc_hash_arrays(counts)), repeats)
     stats = CorpusStatistics(G, int(counts.shape[0]), df, hashes)
     out.update(learn_pieces(stats, p, repeats))
     return out
