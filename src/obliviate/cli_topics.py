@@ -209,7 +209,7 @@ def _record_line(rec: dict[str, Any]) -> str:
 
 def _print_topics(model: Any, k: int) -> None:
     vocab = model.vocabulary_
-    for t, (words, a) in enumerate(zip(model.top_words(k), model.anchors_)):
+    for t, (words, a) in enumerate(zip(model.top_words(k, relevance=0.6), model.anchors_)):
         anchor = vocab[a] if vocab else int(a)
         print(f"  topic {t} (anchor {anchor!s}): {' '.join(str(w) for w in words)}")
 

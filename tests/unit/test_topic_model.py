@@ -407,7 +407,8 @@ def test_params_round_trip_and_clone():
     model = AnchorTopicModel(n_topics=7, anchor_min_df=3, loss="KL", topic_cooccurrence="pinv", random_state=5)
     params = model.get_params()
     assert params == {"n_topics": 7, "anchor_min_df": 3, "projection_dim": None, "anchor_cleanup": True,
-                      "loss": "KL", "topic_cooccurrence": "pinv", "tol": 1e-15, "max_iter": 1000, "random_state": 5}
+                      "loss": "KL", "topic_cooccurrence": "pinv", "tol": 1e-15, "max_iter": 1000, "dtype": "float64",
+                      "random_state": 5}
     other = AnchorTopicModel().set_params(**params)
     assert other.get_params() == params
     twin = clone(model)
@@ -620,3 +621,30 @@ def test_fast_anchor_words_too_few_candidates():
 def test_doc_frequency_by_hand():
     X = sp.csr_matrix(np.array([[2, 1, 0], [0, 1, 1], [0, 3, 0]], dtype=np.int64))
     assert doc_frequency(X).tolist() == [1, 3, 1]
+
+
+def test_float32_statistic_halves_memory_and_stays_close():
+    pc = planted_corpus(3000, 80, 4, doc_length=20, beta=1.0, seed=3)
+    X = pc.counts
+    m64 = AnchorTopicModel(n_topics=4).fit(X)
+    m32 = AnchorTopicModel(n_topics=4, dtype="float32").fit(X)
+    assert m32.statistics_.G.dtype == np.float32 and m32.statistics_.G.nbytes * 2 == m64.statistics_.G.nbytes
+    assert np.array_equal(m32.anchors_, m64.anchors_)
+    np.testing.assert_allclose(m32.components_, m64.components_, atol=1e-5)
+    m32.unlearn(X[:30])
+    retrained = AnchorTopicModel(n_topics=4, dtype="float32").fit(X[30:])
+    np.testing.assert_allclose(m32.components_, retrained.components_, atol=1e-6)
+    with pytest.raises(ObliviateError, match="dtype"):
+        AnchorTopicModel(n_topics=4, dtype="float16").fit(X)
+
+
+def test_top_words_relevance_ranks_distinctive_words_first():
+    # topic 0 puts most mass on a word every topic uses (0) and less on its own word (1); topic 1 owns word 2
+    model = AnchorTopicModel(n_topics=2)
+    model.components_ = np.array([[0.6, 0.4, 0.0], [0.5, 0.0, 0.5]])
+    model.topic_cooccurrence_ = np.array([[0.25, 0.25], [0.25, 0.25]])
+    model.vocabulary_ = ["the", "goal", "vote"]
+    assert model.top_words(1) == [["the"], ["the"]]  # by probability
+    assert model.top_words(1, relevance=0.0) == [["goal"], ["vote"]]  # by lift: P(w|t)/P(w)
+    with pytest.raises(ObliviateError, match="relevance"):
+        model.top_words(1, relevance=2.0)
