@@ -156,8 +156,8 @@ def run(args: argparse.Namespace) -> int:
 
         source = _source_from_args(args)
         X, vocab, _ = _load_source(source)
-        min_df = int(args.anchor_min_df) if args.anchor_min_df >= 1 else args.anchor_min_df
-        model = AnchorTopicModel(args.n_topics, anchor_min_df=min_df, loss=args.loss).fit(X, vocabulary=vocab)
+        model = AnchorTopicModel(args.n_topics, anchor_min_df=args.anchor_min_df, loss=args.loss).fit(
+            X, vocabulary=vocab)
         if args.certify:
             model.certify(args.epsilon, args.delta, args.tolerance, random_state=args.seed)
         out = Path(args.out)

@@ -12,7 +12,7 @@ import numpy as np
 
 from obliviate.errors import ObliviateError
 from obliviate.models.anchors import fast_anchor_words, min_doc_threshold, random_projection, row_normalise
-from obliviate.models.simplex import fw_gap, gradient, simplex_lstsq
+from obliviate.models.simplex import fw_gap, simplex_lstsq
 from obliviate.models.topic_stats import CorpusStatistics
 
 
@@ -172,10 +172,3 @@ def solve_tol(p: LearnerParams) -> float:
     """The gap every row is solved to (KL's exponentiated gradient alone cannot reach L2's active-set precision)."""
     return p.tol if p.loss == "L2" else max(p.tol, 1e-9)
 
-
-def anchor_gradient_gaps(qbar: np.ndarray, anchors: np.ndarray, C: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Frank-Wolfe gaps of C[rows] for the problem defined by (qbar, anchors)."""
-    XS = qbar[anchors]
-    M = XS @ XS.T
-    b = qbar[rows] @ XS.T
-    return fw_gap(C[rows], gradient(C[rows], M, b))
