@@ -146,10 +146,7 @@ def count_corpus(
     titles = [f"doc-{i:04d}" for i in range(len(texts))] if titles is None else list(titles)
     if len(titles) != len(texts):
         raise ObliviateError(f"titles has {len(titles)} entries but texts has {len(texts)}; give one title per text")
-    try:
-        from sklearn.feature_extraction.text import CountVectorizer
-    except ImportError:
-        raise ObliviateError(f"count_corpus needs scikit-learn: {_INSTALL_HINT}") from None
+    from sklearn.feature_extraction.text import CountVectorizer  # a core dependency
 
     vectorizer = CountVectorizer(
         lowercase=True,
