@@ -10,6 +10,7 @@ and write ``loss`` (plus ``setup``/``teardown`` when they change what trains: ma
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import torch
@@ -20,6 +21,8 @@ from obliviate.context import RunContext
 from obliviate.errors import ObliviateError
 from obliviate.families.lm import ForgetRetainBatch, LMUnlearnData
 from obliviate.registry import Registry
+from obliviate.train.checkpoint import Checkpointing, fingerprint
+from obliviate.train.distributed import World, broadcast_parameters, current_world
 from obliviate.train.loop import LoopConfig, run_unlearning
 from obliviate.types import Paper, UnlearnResult
 
@@ -86,15 +89,38 @@ class LossMethod:
         if ctx.device is not None:
             model.to(ctx.device)
         seed = method_seed(self.config, ctx)
+        world = current_world()
+        checkpointing = None
+        if ctx.checkpoint_dir is not None:
+            checkpointing = Checkpointing(Path(ctx.checkpoint_dir), run_fingerprint(self, model, data, seed, world),
+                                          every=ctx.checkpoint_every, resume=ctx.resume)
+        elif ctx.resume:
+            raise ObliviateError("resume needs a checkpoint directory (RunContext.checkpoint_dir / --checkpoint-dir)")
+        broadcast_parameters(model, world)
         params = self.setup(model, data, seed)
         result = None
         try:
             result = run_unlearning(model, params, self.loss, data, self.config, seed, use_retain=self.needs_retain,
                                     progress=ctx.progress, desc=type(self).__name__,
-                                    optimizer=self.optimizer(model, params), evaluate=ctx.evaluate)
+                                    optimizer=self.optimizer(model, params), evaluate=ctx.evaluate,
+                                    checkpointing=checkpointing, state=self, world=world)
         finally:
             self.teardown(model, result)
         return result
+
+
+def run_fingerprint(method: Any, model: nn.Module, data: LMUnlearnData, seed: int, world: World) -> str:
+    """What a checkpoint of this run must match to be resumed (see :mod:`obliviate.train.checkpoint`): the method,
+    its config except ``epochs``, the seed, the data, the starting model and the number of processes."""
+    from obliviate.config import to_dict
+    from obliviate.io import hash_model, hash_tensors
+
+    splits = {"forget": data.forget, "retain": data.retain, **data.extra}
+    tensors = [(f"{name}.{k}", getattr(split, k)) for name, split in sorted(splits.items()) if split is not None
+               for k in ("input_ids", "attention_mask", "labels")]
+    config = {k: v for k, v in to_dict(method.config).items() if k != "epochs"}
+    return fingerprint({"method": type(method).__name__, "config": config, "seed": seed,
+                        "data": hash_tensors(tensors), "model": hash_model(model), "processes": world.size})
 
 
 def build_method(name: str, params: dict[str, Any] | None = None, run_seed: int | None = None) -> UnlearningMethod:

@@ -58,3 +58,20 @@ class MeanTeacherSGD(torch.optim.Optimizer):
             p.add_(buf, alpha=-group["lr"])
             if group["delta"]:
                 t.mul_(1.0 - group["delta"] * c).add_(p, alpha=group["delta"] * c)
+
+    def state_dict(self) -> dict:  # type: ignore[override]
+        """torch's optimizer state plus the teacher's weights (they move with every step: a checkpoint needs them)."""
+        sd = super().state_dict()
+        sd["teacher"] = [t.detach().clone() for t in self.teacher]
+        return sd
+
+    def load_state_dict(self, state_dict: dict) -> None:  # type: ignore[override]
+        sd = dict(state_dict)
+        teacher = sd.pop("teacher", None)
+        super().load_state_dict(sd)
+        if teacher is not None:
+            if len(teacher) != len(self.teacher):
+                raise ValueError(f"the saved teacher has {len(teacher)} tensors, this one {len(self.teacher)}")
+            with torch.no_grad():
+                for t, saved in zip(self.teacher, teacher):
+                    t.copy_(saved)

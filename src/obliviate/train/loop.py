@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +21,19 @@ from obliviate.errors import ObliviateError
 from obliviate.families.lm import ForgetRetainBatch, LMUnlearnData, TokenData, batch_of
 from obliviate.profiling import track
 from obliviate.train.batching import epoch_permutation
+from obliviate.train.checkpoint import Checkpointing
+from obliviate.train.distributed import (
+    World,
+    all_reduce_gradients,
+    all_reduce_min,
+    all_reduce_sum,
+    barrier,
+    broadcast_object,
+    current_world,
+    dist_backend_is_nccl,
+    gather_objects,
+    local_device,
+)
 from obliviate.types import UnlearnResult
 
 B = TypeVar("B")
@@ -85,6 +98,39 @@ def make_optimizer(params: Iterable[nn.Parameter], cfg: OptimConfig) -> torch.op
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
 
 
+@dataclass
+class StepGroup(Generic[B]):
+    """The batches of one optimizer step that this process runs, and how many the step has across all processes
+    (``total``: each batch's loss is divided by it, so the summed gradient is the mean over the step's batches).
+    ``numbers``: each batch's 1-based number within the epoch (for error messages)."""
+
+    batches: list[B]
+    total: int
+    numbers: list[int]
+
+
+def group_batches(batches: Iterable[B], grad_accum: int) -> Iterator[StepGroup[B]]:
+    """A single process's steps: ``grad_accum`` consecutive batches each (the epoch's last step may have fewer)."""
+    group: list[B] = []
+    n = 0
+    for batch in batches:
+        if isinstance(batch, StepGroup):  # the caller grouped them already (several processes)
+            yield batch
+            continue
+        group.append(batch)
+        n += 1
+        if len(group) == grad_accum:
+            yield StepGroup(group, len(group), list(range(n - len(group) + 1, n + 1)))
+            group = []
+    if group:
+        yield StepGroup(group, len(group), list(range(n - len(group) + 1, n + 1)))
+
+
+def make_scaler(precision: str, device_type: str) -> torch.amp.GradScaler | None:
+    """A gradient scaler for fp16 autocast (None otherwise)."""
+    return torch.amp.GradScaler(device_type) if autocast_dtype(precision, device_type) == torch.float16 else None
+
+
 def run_epochs(
     model: nn.Module,
     params: list[nn.Parameter],
@@ -101,39 +147,70 @@ def run_epochs(
     grad_accum: int = 1,
     check_finite: bool = False,
     precision: str = "fp32",
+    world: World | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    stop_hint: str = "",
 ) -> list[dict[str, float]]:
-    """Epochs ``start_epoch .. epochs-1``: for each batch, loss -> backward -> clip -> step. Returns one log entry
-    per epoch (``epoch`` = epochs done, ``loss`` and every statistic the loss returned, averaged over steps).
-    ``before_epoch(epoch)`` (optional) runs first in each epoch (it may evaluate the model); returning False stops
-    the run there (a stop rule). ``grad_accum`` = k: one optimizer step per k batches (each batch's loss divided by
-    k; a last, shorter group of the epoch is rescaled to the mean of its batches). ``check_finite``: a NaN/inf loss
-    stops the run with an error naming the epoch and step, before it reaches the weights (one host sync per step).
-    ``precision``: "fp32"; "bf16" = the forward pass and loss under ``torch.autocast`` in bfloat16 (CPU and CUDA);
-    "fp16" = autocast in float16 with a gradient scaler (CUDA only). Weights and optimizer state stay float32.
+    """Epochs ``start_epoch .. epochs-1``: for each step, loss -> backward over its batches -> clip -> step. Returns
+    one log entry per epoch (``epoch`` = epochs done, ``loss`` and every statistic the loss returned, averaged over
+    batches -- over every process's batches when several run). ``before_epoch(epoch)`` (optional) runs first in
+    each epoch (it may evaluate the model); returning False stops the run there (a stop rule).
+
+    Steps: ``epoch_batches`` yields batches, ``grad_accum`` of them per optimizer step (the epoch's last step may
+    have fewer); or it yields :class:`StepGroup` s (data parallel: this process's share of each step). Each batch's
+    loss is divided by its step's batch count, so a step's gradient is the mean over its batches; with several
+    processes (``world``) the gradients are summed across them at the step (:mod:`obliviate.train.distributed`).
+    ``check_finite``: a NaN/inf loss stops the run with an error naming the epoch and batch (plus ``stop_hint``)
+    before that step changes the weights (one host sync per batch). ``precision``: "fp32"; "bf16" = the forward
+    pass and loss under ``torch.autocast`` in bfloat16 (CPU and CUDA); "fp16" = autocast in float16 with a gradient
+    scaler (CUDA only; ``scaler`` to keep its state across calls). Weights and optimizer state stay float32.
     """
     if not params:
         raise ObliviateError("nothing to train: every parameter is frozen")
+    world = world or World()
     logs: list[dict[str, float]] = []
     device_type = params[0].device.type
     amp_dtype = autocast_dtype(precision, device_type)
-    scaler = torch.amp.GradScaler(device_type) if amp_dtype == torch.float16 else None
-    bar = tqdm(range(start_epoch, epochs), desc=desc, unit="epoch", disable=not progress, initial=start_epoch,
-               total=epochs, dynamic_ncols=True, leave=False)
+    if scaler is None:
+        scaler = make_scaler(precision, device_type)
+    bar = tqdm(range(start_epoch, epochs), desc=desc, unit="epoch", disable=not progress or not world.main,
+               initial=start_epoch, total=epochs, dynamic_ncols=True, leave=False)
     for epoch in bar:
         if before_epoch is not None and not before_epoch(epoch):
             break
         model.train()
         sums: dict[str, Tensor] = {}
-        steps = 0
-        pending = 0  # batches whose gradients wait for the next optimizer step
-
-        def step(group: int) -> None:
+        count = 0
+        for group in group_batches(epoch_batches(epoch), grad_accum):
+            opt.zero_grad(set_to_none=True)
+            bad = 0  # number (1-based, in the epoch) of the first batch with a non-finite loss; 0 = none
+            for number, batch in zip(group.numbers, group.batches):
+                if amp_dtype is None:
+                    loss, stats = loss_fn(model, batch)
+                else:
+                    with torch.autocast(device_type, dtype=amp_dtype):
+                        loss, stats = loss_fn(model, batch)
+                    loss = loss.float()
+                if check_finite and not bool(torch.isfinite(loss.detach())):
+                    bad = number
+                    break
+                scaled = loss if group.total == 1 else loss / group.total
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                for k, v in {"loss": loss, **stats}.items():
+                    v = v.detach().float() if isinstance(v, Tensor) else torch.tensor(float(v))
+                    sums[k] = sums[k] + v if k in sums else v
+                count += 1
+            if world.distributed:
+                flag = torch.tensor([float(bad > 0)], device=params[0].device)
+                all_reduce_gradients(params, world, extra=flag if check_finite else None)
+                if check_finite and float(flag) > 0:
+                    bad = all_reduce_min(bad if bad > 0 else 1 << 62, world)
+            if bad:
+                raise ObliviateError(f"{desc}: the loss is not finite at epoch {epoch + 1}, batch {bad}; stopped "
+                                     "before that step reached the weights (they are as after the last finite "
+                                     f"step){stop_hint}. Lower the learning rate or check the data")
             if scaler is not None:
                 scaler.unscale_(opt)
-            if group != grad_accum:  # a shorter last group: its gradients become the mean over its batches
-                for p in params:
-                    if p.grad is not None:
-                        p.grad.mul_(grad_accum / group)
             if grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, grad_clip)
             if scaler is not None:
@@ -141,33 +218,7 @@ def run_epochs(
                 scaler.update()
             else:
                 opt.step()
-
-        for batch in epoch_batches(epoch):
-            if amp_dtype is None:
-                loss, stats = loss_fn(model, batch)
-            else:
-                with torch.autocast(device_type, dtype=amp_dtype):
-                    loss, stats = loss_fn(model, batch)
-                loss = loss.float()
-            if check_finite and not bool(torch.isfinite(loss.detach())):
-                raise ObliviateError(f"{desc}: the loss is {float(loss.detach())} at epoch {epoch + 1}, batch {steps + 1}; "
-                                     "stopped before it reached the weights (they are as after the last finite "
-                                     "step). Lower the learning rate or check the data")
-            if pending == 0:
-                opt.zero_grad(set_to_none=True)
-            scaled = loss if grad_accum == 1 else loss / grad_accum
-            (scaler.scale(scaled) if scaler is not None else scaled).backward()
-            pending += 1
-            if pending == grad_accum:
-                step(pending)
-                pending = 0
-            for k, v in {"loss": loss, **stats}.items():
-                v = v.detach().float() if isinstance(v, Tensor) else torch.tensor(float(v))
-                sums[k] = sums[k] + v if k in sums else v
-            steps += 1
-        if pending:
-            step(pending)
-        entry = {"epoch": float(epoch + 1), **{k: float(v) / max(steps, 1) for k, v in sums.items()}}
+        entry = {"epoch": float(epoch + 1), **epoch_means(sums, count, world)}
         logs.append(entry)
         bar.set_postfix(loss=f"{entry.get('loss', float('nan')):.4f}")
         if on_epoch_end is not None:
@@ -176,6 +227,22 @@ def run_epochs(
     for p in params:
         p.grad = None
     return logs
+
+
+def epoch_means(sums: dict[str, Tensor], count: int, world: World) -> dict[str, float]:
+    """Per-batch means of the epoch's statistics; with several processes, over every process's batches (the keys
+    are rank 0's; a process that ran no batch contributes nothing)."""
+    if not world.distributed:
+        return {k: float(v) / max(count, 1) for k, v in sums.items()}
+    keys = broadcast_object(list(sums), world)
+    device = next(iter(sums.values())).device if sums else torch.device("cpu")
+    if dist_backend_is_nccl():
+        device = local_device()
+    vec = torch.stack([sums[k].to(device).reshape(()) if k in sums else torch.zeros((), device=device)
+                       for k in keys] + [torch.tensor(float(count), device=device)])
+    total = all_reduce_sum(vec, world)
+    n = max(float(total[-1]), 1.0)
+    return {k: float(total[i]) / n for i, k in enumerate(keys)}
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -232,6 +299,14 @@ class KeepAboveThreshold:
     def finish(self, epochs_done: int) -> None:
         self(epochs_done)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"kept_epoch": self.kept_epoch, "kept_value": self.kept_value, "stopped_at": self.stopped_at,
+                "trace": self.trace, "state": self._state}
+
+    def load_state_dict(self, st: dict[str, Any]) -> None:
+        self.kept_epoch, self.kept_value, self.stopped_at = st["kept_epoch"], st["kept_value"], st["stopped_at"]
+        self.trace, self._state = list(st["trace"]), st["state"]
+
     def info(self) -> dict[str, Any]:
         return {"stop_metric": self.metric, "stop_below": self.threshold, "kept_epoch": self.kept_epoch,
                 "kept_value": self.kept_value, "stopped_at": self.stopped_at, "stop_trace": self.trace}
@@ -243,6 +318,12 @@ class RetainStream:
     def __init__(self, n: int, seed: int) -> None:
         self.n, self.seed, self.pass_no, self.pos = n, seed, 0, 0
         self.perm = epoch_permutation(n, seed, 0) if n else torch.empty(0, dtype=torch.long)
+
+    def seek(self, pass_no: int, pos: int) -> None:
+        """Continue from a saved position (``pass_no``, ``pos``): the permutation is recomputed from the seed."""
+        self.pass_no, self.pos = int(pass_no), int(pos)
+        if self.n:
+            self.perm = epoch_permutation(self.n, self.seed, self.pass_no)
 
     def take(self, k: int) -> Tensor:
         """The next ``k`` row indices (wrapping into a fresh permutation at the end of each pass)."""
@@ -262,22 +343,39 @@ class RetainStream:
 
 
 def forget_retain_batches(data: LMUnlearnData, cfg: LoopConfig, seed: int, use_retain: bool,
-                          device: torch.device) -> Callable[[int], Iterator[ForgetRetainBatch]]:
-    """Epoch -> its batches: the forget set in (seed, epoch) order, each step with ``retain_batch_size`` rows of a
-    retain stream (seeded apart from the forget order, so the two orders are not correlated)."""
-    retain: TokenData | None = data.retain if use_retain else None
-    stream = RetainStream(len(retain), seed + 7919) if retain is not None else None
+                          device: torch.device, world: World | None = None,
+                          stream: RetainStream | None = None) -> Callable[[int], Iterator[StepGroup[ForgetRetainBatch]]]:
+    """Epoch -> its steps: the forget set in (seed, epoch) order cut into chunks of ``batch_size`` rows, each chunk
+    with the next ``retain_batch_size`` rows of a retain stream (seeded apart from the forget order, so the two
+    orders are not correlated); ``grad_accum * world.size`` chunks per optimizer step, chunk ``c`` of a step on
+    rank ``c % world.size``. Every rank walks the whole stream, so the rows each chunk gets do not depend on the
+    number of processes: N processes see exactly what one process sees with ``grad_accum * N``. ``stream``: the
+    retain stream to continue (a resumed run), else a fresh one."""
+    world = world or World()
+    retain: TokenData | None = data.retain if use_retain and cfg.retain_batch_size > 0 else None
+    if stream is None:
+        stream = RetainStream(len(retain) if retain is not None else 0, seed + 7919)
     n = len(data.forget)
+    per_step = cfg.grad_accum * world.size
 
-    def epoch_batches(epoch: int) -> Iterator[ForgetRetainBatch]:
+    def epoch_batches(epoch: int) -> Iterator[StepGroup[ForgetRetainBatch]]:
         perm = epoch_permutation(n, seed, epoch)
-        for s in range(0, n, cfg.batch_size):
-            forget = batch_of(data.forget, perm[s : s + cfg.batch_size]).to(device)
-            rb = None
-            if stream is not None and retain is not None and cfg.retain_batch_size > 0:
-                rb = batch_of(retain, stream.take(cfg.retain_batch_size)).to(device)
-            yield ForgetRetainBatch(forget, rb)
+        starts = list(range(0, n, cfg.batch_size))
+        for g in range(0, len(starts), per_step):
+            chunk_starts = starts[g : g + per_step]
+            mine: list[ForgetRetainBatch] = []
+            numbers: list[int] = []
+            for j, s in enumerate(chunk_starts):
+                ridx = stream.take(cfg.retain_batch_size) if retain is not None else None
+                if j % world.size != world.rank:
+                    continue
+                forget = batch_of(data.forget, perm[s : s + cfg.batch_size]).to(device)
+                rb = batch_of(retain, ridx).to(device) if retain is not None and ridx is not None else None
+                mine.append(ForgetRetainBatch(forget, rb))
+                numbers.append(g + j + 1)
+            yield StepGroup(mine, len(chunk_starts), numbers)
 
+    epoch_batches.stream = stream  # type: ignore[attr-defined]  # its position goes into checkpoints
     return epoch_batches
 
 
@@ -306,23 +404,113 @@ def threshold_stop(model: nn.Module, cfg: Any, evaluate: Callable[[nn.Module], d
 def run_unlearning(model: nn.Module, params: list[nn.Parameter], loss_fn: StepLoss, data: LMUnlearnData,
                    cfg: LoopConfig, seed: int, use_retain: bool, progress: bool = False,
                    desc: str = "unlearn", optimizer: torch.optim.Optimizer | None = None,
-                   evaluate: Callable[[nn.Module], dict[str, float]] | None = None) -> UnlearnResult:
+                   evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+                   checkpointing: Checkpointing | None = None, state: Any = None,
+                   world: World | None = None) -> UnlearnResult:
     """Optimise ``params`` on ``loss_fn`` for ``cfg.epochs`` passes over the forget set (``cfg.grad_accum`` batches
-    per step; a non-finite loss is an error; with ``cfg.stop_metric`` the last model above the threshold is kept)."""
+    per step; a non-finite loss is an error; with ``cfg.stop_metric`` the last model above the threshold is kept).
+
+    ``checkpointing``: write a checkpoint every ``every`` epochs and, with ``resume``, continue from the one there
+    (:mod:`obliviate.train.checkpoint`); ``state``: an object with ``state_dict()`` / ``load_state_dict()`` whose
+    state changes during training (the method) and goes into checkpoints. ``world``: the data-parallel processes
+    (:mod:`obliviate.train.distributed`; default: the initialised process group, or a single process). With
+    several, only rank 0 writes checkpoints, evaluation results are rank 0's (every rank runs ``evaluate``, so an
+    evaluator may shard its work and gather it), and dropout draws differ per rank."""
+    world = world or current_world()
     device = next(model.parameters()).device
     opt = optimizer if optimizer is not None else make_optimizer(params, cfg)
-    batches = forget_retain_batches(data, cfg, seed, use_retain, device)
+    scaler = make_scaler(cfg.precision, device.type)
+    stream = RetainStream(len(data.retain) if use_retain and data.retain is not None else 0, seed + 7919)
+    batches = forget_retain_batches(data, cfg, seed, use_retain, device, world, stream)
+    if evaluate is not None and world.distributed:
+        local_evaluate = evaluate
+
+        def evaluate(m: nn.Module) -> dict[str, float]:
+            return broadcast_object(local_evaluate(m), world)
+
     guard = threshold_stop(model, cfg, evaluate, desc)
-    with track("unlearn") as cost, seeded_rng(seed, device):
-        logs = run_epochs(model, params, opt, loss_fn, batches, cfg.epochs, grad_clip=cfg.grad_clip,
-                          progress=progress, desc=desc, before_epoch=guard, grad_accum=cfg.grad_accum,
-                          check_finite=True, precision=cfg.precision)
+    rank_seed = seed if world.rank == 0 else seed + 104_729 * world.rank  # dropout: other masks on other ranks
+    start_epoch, logs = 0, []
+    resumed = None
+    if checkpointing is not None:
+        resumed = checkpointing.load(cfg.epochs)
+    with track("unlearn") as cost, seeded_rng(rank_seed, device):
+        if resumed is not None:
+            start_epoch, logs = _restore(resumed, model, opt, scaler, stream, guard, state, world, device)
+        hint = ""
+        if checkpointing is not None:
+            hint = f"; the last checkpoint is {str(checkpointing.path)!r}"
+
+        logs_so_far = list(logs)
+
+        def on_epoch_end(done: int, entry: dict[str, float]) -> None:
+            logs_so_far.append(entry)
+            if checkpointing is None or not (done % checkpointing.every == 0 or done == cfg.epochs):
+                return
+            snapshot = _snapshot(done, logs_so_far, model, opt, scaler, stream, guard, state, world)
+            if world.main:
+                checkpointing.save(snapshot)
+            barrier(world)
+
+        logs = logs + run_epochs(model, params, opt, loss_fn, batches, cfg.epochs, start_epoch=start_epoch,
+                                 grad_clip=cfg.grad_clip, progress=progress, desc=desc, before_epoch=guard,
+                                 grad_accum=cfg.grad_accum, check_finite=True, precision=cfg.precision,
+                                 world=world, scaler=scaler, stop_hint=hint, on_epoch_end=on_epoch_end)
         if guard is not None and guard.stopped_at is None:
             guard.finish(len(logs))
-    per_epoch = (len(data.forget) + cfg.batch_size - 1) // cfg.batch_size
-    info: dict[str, Any] = {"steps": len(logs) * -(-per_epoch // cfg.grad_accum), "seed": seed,
-                            "epochs_run": len(logs)}
+    per_step = cfg.grad_accum * world.size
+    per_epoch = -(-len(data.forget) // cfg.batch_size)
+    info: dict[str, Any] = {"steps": len(logs) * -(-per_epoch // per_step), "seed": seed, "epochs_run": len(logs)}
+    if world.distributed:
+        info["processes"] = world.size
+    if checkpointing is not None:
+        info["resumed_from_epoch"] = start_epoch
+        info["checkpoint"] = str(checkpointing.path)
     if guard is not None:
         info.update(guard.info())
     return UnlearnResult(model=model, logs=logs, info=info, wall_s=cost.wall_s, peak_rss_mb=cost.peak_rss_mb,
                          stopped_at=guard.stopped_at if guard is not None else None)
+
+
+def _rng_state(device: torch.device) -> dict[str, Tensor]:
+    out = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        out["cuda"] = torch.cuda.get_rng_state(device)
+    return out
+
+
+def _snapshot(done: int, logs: list[dict[str, float]], model: nn.Module, opt: torch.optim.Optimizer,
+              scaler: Any, stream: RetainStream, guard: KeepAboveThreshold | None, state: Any,
+              world: World) -> dict[str, Any]:
+    rng = _rng_state(next(model.parameters()).device)
+    rngs = gather_objects(rng, world)  # every rank's dropout state (rank order)
+    return {
+        "epoch": done,
+        "logs": logs,
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "method": state.state_dict() if state is not None and hasattr(state, "state_dict") else None,
+        "guard": guard.state_dict() if guard is not None else None,
+        "retain_stream": [stream.pass_no, stream.pos],
+        "rng": rngs,
+        "world_size": world.size,
+    }
+
+
+def _restore(ck: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer, scaler: Any, stream: RetainStream,
+             guard: KeepAboveThreshold | None, state: Any, world: World, device: torch.device) -> tuple[int, list]:
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    if scaler is not None and ck.get("scaler") is not None:
+        scaler.load_state_dict(ck["scaler"])
+    if state is not None and ck.get("method") is not None:
+        state.load_state_dict(ck["method"])
+    if guard is not None and ck.get("guard") is not None:
+        guard.load_state_dict(ck["guard"])
+    stream.seek(*ck["retain_stream"])
+    rng = ck["rng"][world.rank]
+    torch.set_rng_state(rng["cpu"])
+    if "cuda" in rng and device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], device)
+    return int(ck["epoch"]), list(ck["logs"])

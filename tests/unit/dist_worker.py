@@ -1,0 +1,55 @@
+"""Worker for tests/unit/test_distributed.py: one unlearning run, as a single process (``python dist_worker.py``) or
+as one rank of several (``torchrun --nproc_per_node N dist_worker.py``). Rank 0 writes the final weights, the logs
+and the retain rows each rank trained on to OUT (torch.save), or the error message when the run failed."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+
+
+def main(out: str, method: str, params: dict, poison_rank: int) -> None:
+    from obliviate.context import RunContext
+    from obliviate.errors import ObliviateError
+    from obliviate.families.lm import LMUnlearnData, TokenData
+    from obliviate.methods import build_method
+    from obliviate.models.gpt2 import TinyMemModelConfig, build_model
+    from obliviate.train.distributed import current_world, gather_objects, init_from_env
+
+    torch.set_num_threads(1)
+    world = init_from_env()
+    model = build_model(TinyMemModelConfig(n_layer=1, n_embd=32, n_head=2), seed=0)  # no dropout
+    g = torch.Generator().manual_seed(0)
+    rows = torch.randint(0, 14, (40, 10), generator=g)
+    lens = torch.randint(5, 11, (40,), generator=g)  # ragged rows: the batches' trimmed widths differ
+    mask = (torch.arange(10)[None, :] < lens[:, None]).long()
+    labels = rows.masked_fill(mask == 0, -100)
+    data = LMUnlearnData(TokenData(rows[:10], mask[:10], labels[:10]), TokenData(rows[10:], mask[10:], labels[10:]))
+    m = build_method(method, params)
+    seen: list[list[int]] = []
+    loss = m.loss
+
+    def recording(mod, batch):
+        if batch.retain is not None:
+            seen.append(batch.retain.index.tolist())
+        value, stats = loss(mod, batch)
+        if poison_rank == world.rank and len(seen) == 2:
+            value = value * float("nan")
+        return value, stats
+
+    m.loss = recording
+    try:
+        res = m.unlearn(model, data, RunContext(seed=3))
+        doc = {"state": {k: v.clone() for k, v in model.state_dict().items()}, "logs": res.logs, "info": res.info}
+    except ObliviateError as exc:
+        doc = {"error": str(exc)}
+    all_seen = gather_objects(seen, current_world())
+    if world.main:
+        doc["seen"] = all_seen
+        torch.save(doc, out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]))

@@ -1,0 +1,66 @@
+"""Data parallel unlearning (gloo, CPU): two processes end with the same weights as one process with twice the
+gradient accumulation, see different retain rows, and stop together on a non-finite loss."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+
+WORKER = Path(__file__).with_name("dist_worker.py")
+pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                reason="torch.distributed with gloo is not available")
+
+
+def _run(tmp_path: Path, procs: int, method: str, params: dict, poison_rank: int = -1) -> dict:
+    out = tmp_path / f"{method}-{procs}-{poison_rank}.pt"
+    args = [str(WORKER), str(out), method, json.dumps(params), str(poison_rank)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    if procs == 1:
+        env.pop("WORLD_SIZE", None)
+        cmd = [sys.executable, *args]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}", *args]
+    r = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return torch.load(out, weights_only=True)
+
+
+@pytest.mark.parametrize("method,extra", [("grad_diff", {}), ("npo", {}), ("mean_teacher", {"lr": 1e-2})])
+def test_two_processes_match_one_with_double_accumulation(tmp_path, method, extra):
+    base = {"lr": 3e-3, "epochs": 2, "batch_size": 3, "retain_batch_size": 2, **extra}  # 10 rows: 4 chunks/epoch
+    one = _run(tmp_path, 1, method, {**base, "grad_accum": 2})
+    two = _run(tmp_path, 2, method, {**base, "grad_accum": 1})
+    assert "error" not in one and "error" not in two
+    for k, v in one["state"].items():
+        torch.testing.assert_close(two["state"][k], v, rtol=1e-5, atol=1e-6, msg=f"{method}: {k} differs")
+    assert [round(e["loss"], 5) for e in two["logs"]] == [round(e["loss"], 5) for e in one["logs"]]
+    assert two["info"]["processes"] == 2 and two["info"]["steps"] == one["info"]["steps"] == 4
+    # the retain rows: each chunk its own draw -- different rows on the two ranks, together those of one process
+    r0, r1 = two["seen"]
+    assert r0 and r1 and r0 != r1
+    merged = [None] * (len(r0) + len(r1))
+    merged[0::2], merged[1::2] = r0, r1
+    assert merged == one["seen"][0]
+
+
+def test_uneven_last_step_and_a_rank_without_batches(tmp_path):
+    # 10 rows in chunks of 4: 3 chunks per epoch; with 2 processes the second step has one chunk (rank 1 idles)
+    base = {"lr": 3e-3, "epochs": 2, "batch_size": 4, "retain_batch_size": 2}
+    one = _run(tmp_path, 1, "grad_diff", {**base, "grad_accum": 2})
+    two = _run(tmp_path, 2, "grad_diff", {**base, "grad_accum": 1})
+    for k, v in one["state"].items():
+        torch.testing.assert_close(two["state"][k], v, rtol=1e-5, atol=1e-6)
+
+
+def test_a_non_finite_loss_on_one_rank_stops_every_rank(tmp_path):
+    base = {"lr": 3e-3, "epochs": 2, "batch_size": 3, "retain_batch_size": 2, "grad_accum": 1}
+    two = _run(tmp_path, 2, "grad_diff", base, poison_rank=1)
+    # rank 1's second batch is the 4th of epoch 1 (chunks 0, 2 on rank 0; 1, 3 on rank 1)
+    assert "epoch 1, batch 4" in two["error"]
