@@ -118,3 +118,53 @@ def test_defaults_are_the_papers_news_run():
     c = build_method("mean_teacher").config
     assert (c.lr, c.momentum, c.clip, c.damp, c.delta, c.alpha, c.beta, c.tol, c.penalty) == (
         5e-4, 0.95, 1.0, 5.0, 0.005, 0.05, 1.0, 0.02, "kl")
+
+
+def test_under_lora_the_teacher_is_a_second_adapter_and_equals_a_deep_copied_teacher(monkeypatch):
+    """No second copy of the model under LoRA: the teacher is an adapter on the same base weights. The run is the
+    same as with a deep-copied teacher, and only the student's adapter is left (and saved) afterwards."""
+    pytest.importorskip("peft")
+    import copy
+
+    import obliviate.methods.lm.mean_teacher as mt
+    from obliviate.context import RunContext
+    from obliviate.lora import LoraConfig, attach_lora
+    from tests.conftest import build_tiny_gpt2
+    from tests.unit.test_checkpoint_resume import _dropout_lm
+
+    _, data = _dropout_lm()
+    base = build_tiny_gpt2(64, 0, seed=1)
+    base.config.resid_pdrop = base.config.embd_pdrop = base.config.attn_pdrop = 0.0
+    params = {"lr": 0.05, "epochs": 2, "batch_size": 4, "retain_batch_size": 4, "delta": 0.2, "damp": 1.0}
+
+    def run(as_adapter: bool):
+        model = attach_lora(copy.deepcopy(base), LoraConfig(r=4, alpha=8), seed=0)
+        with torch.no_grad():  # a non-zero adapter, so the teacher's start is not the base model
+            for n, p in model.named_parameters():
+                if "lora_B" in n:
+                    p.add_(0.05)
+        method = build_method("mean_teacher", params)
+        seen = {}
+        setup = method.setup
+
+        def spy(m, d, s):
+            out = setup(m, d, s)
+            seen["teacher_is_model"] = getattr(method._teacher, "model", None) is m
+            return out
+
+        method.setup = spy
+        if not as_adapter:
+            monkeypatch.setattr(mt, "is_lora", lambda m: False)
+        res = method.unlearn(model, data, RunContext(seed=0))
+        monkeypatch.undo()
+        return model, res, seen
+
+    m1, r1, s1 = run(True)
+    m2, r2, s2 = run(False)
+    assert s1["teacher_is_model"] and not s2["teacher_is_model"]
+    assert "mean_teacher" not in m1.peft_config
+    st1, st2 = m1.state_dict(), m2.state_dict()
+    assert st1.keys() == st2.keys()
+    for k in st1:
+        torch.testing.assert_close(st1[k], st2[k], rtol=1e-6, atol=1e-7, msg=k)
+    assert [e["loss"] for e in r1.logs] == pytest.approx([e["loss"] for e in r2.logs], rel=1e-6)

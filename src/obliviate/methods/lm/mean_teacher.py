@@ -21,9 +21,10 @@ from torch import Tensor, nn
 
 from obliviate.errors import ObliviateError
 from obliviate.families.lm import ForgetRetainBatch, LMUnlearnData
+from obliviate.lora import is_lora
 from obliviate.methods.base import METHODS, LossMethod
 from obliviate.methods.lm.nlul import NLULConfig, nlul_with_penalty
-from obliviate.methods.lm.reference import frozen_copy
+from obliviate.methods.lm.reference import adapter_copy, frozen_copy
 from obliviate.optim.mean_teacher import MeanTeacherSGD
 from obliviate.types import Paper, UnlearnResult
 
@@ -52,6 +53,9 @@ class MeanTeacherConfig(NLULConfig):
             raise ObliviateError("method.grad_clip does not apply to the mean teacher: its clipping is method.clip")
 
 
+TEACHER_ADAPTER = "mean_teacher"
+
+
 @METHODS.register("mean_teacher")
 class MeanTeacher(LossMethod):
     config_cls = MeanTeacherConfig
@@ -63,8 +67,13 @@ class MeanTeacher(LossMethod):
         return nlul_with_penalty(model, self._teacher, batch, self.config)
 
     def setup(self, model: nn.Module, data: LMUnlearnData, seed: int) -> list[nn.Parameter]:
-        self._teacher = frozen_copy(model)  # starts as the original; the optimizer moves it (EMA of the student)
-        self._pairs = {id(p): t for p, t in zip(model.parameters(), self._teacher.parameters())}
+        # the teacher starts as the original; the optimizer moves it (EMA of the student). Under LoRA it is a second
+        # adapter on the same base weights (no second copy of the model); otherwise a frozen deep copy.
+        if is_lora(model):
+            self._teacher, self._pairs = adapter_copy(model, TEACHER_ADAPTER)
+        else:
+            self._teacher = frozen_copy(model)
+            self._pairs = {id(p): t for p, t in zip(model.parameters(), self._teacher.parameters())}
         return super().setup(model, data, seed)
 
     def optimizer(self, model: nn.Module, params: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -76,5 +85,7 @@ class MeanTeacher(LossMethod):
     def teardown(self, model: nn.Module, result: UnlearnResult | None) -> None:
         if result is not None and "_opt" in self.__dict__:
             result.info["last_clip"] = self._opt.last_clip
+        if is_lora(model) and TEACHER_ADAPTER in getattr(model, "peft_config", {}):
+            model.delete_adapter(TEACHER_ADAPTER)  # the saved adapter is the student's only
         for name in ("_teacher", "_pairs", "_opt"):
             self.__dict__.pop(name, None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import torch
 from torch import nn
 
 
@@ -36,6 +37,45 @@ class AdapterDisabled(nn.Module):
                 return model(*args, **kwargs)
         finally:
             model.train(was)
+
+
+class AdapterView(nn.Module):
+    """Calls a PEFT model through one named adapter (in eval mode, restoring its mode after): a second model that
+    shares the base weights, e.g. the mean teacher as a second adapter."""
+
+    def __init__(self, peft_model: nn.Module, adapter: str) -> None:
+        super().__init__()
+        object.__setattr__(self, "model", peft_model)
+        self.adapter = adapter
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        model = self.model
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        was = model.training
+        model.eval()  # peft takes per-row adapter names in eval mode only
+        try:
+            return model(*args, adapter_names=[self.adapter] * int(ids.shape[0]), **kwargs)
+        finally:
+            model.train(was)
+
+
+def adapter_copy(peft_model: nn.Module, name: str) -> tuple[AdapterView, dict[int, nn.Parameter]]:
+    """Add adapter ``name`` to a PEFT model as a frozen copy of its active adapter; returns a view that runs the
+    model through it and a map id(active adapter parameter) -> its copy (both have the same shapes)."""
+    import copy as _copy
+
+    active = peft_model.active_adapter
+    peft_model.add_adapter(name, _copy.deepcopy(peft_model.peft_config[active]))
+    params = dict(peft_model.named_parameters())
+    pairs: dict[int, nn.Parameter] = {}
+    with torch.no_grad():
+        for n, p in params.items():
+            if f".{active}." in n:
+                twin = params[n.replace(f".{active}.", f".{name}.")]
+                twin.copy_(p)
+                twin.requires_grad_(False)
+                pairs[id(p)] = twin
+    return AdapterView(peft_model, name), pairs
 
 
 def reference_of(model: nn.Module) -> nn.Module:
