@@ -10,16 +10,16 @@ import sys
 import torch
 
 
-def main(out: str, method: str, params: dict, poison_rank: int) -> None:
+def main(out: str, method: str, params: dict, poison_rank: int, config: str | None) -> None:
     from obliviate.context import RunContext
     from obliviate.errors import ObliviateError
     from obliviate.families.lm import LMUnlearnData, TokenData
     from obliviate.methods import build_method
     from obliviate.models.gpt2 import TinyMemModelConfig, build_model
-    from obliviate.train.distributed import current_world, gather_objects, init_from_env
+    from obliviate.train.distributed import current_world, full_state_dict, gather_objects, init_from_env
 
     torch.set_num_threads(1)
-    world = init_from_env()
+    world = init_from_env(config_file=config)
     model = build_model(TinyMemModelConfig(n_layer=1, n_embd=32, n_head=2), seed=0)  # no dropout
     g = torch.Generator().manual_seed(0)
     rows = torch.randint(0, 14, (40, 10), generator=g)
@@ -42,7 +42,8 @@ def main(out: str, method: str, params: dict, poison_rank: int) -> None:
     m.loss = recording
     try:
         res = m.unlearn(model, data, RunContext(seed=3))
-        doc = {"state": {k: v.clone() for k, v in model.state_dict().items()}, "logs": res.logs, "info": res.info}
+        doc = {"state": full_state_dict(model, current_world()), "logs": res.logs, "info": res.info}
+        doc["param_type"] = type(next(model.parameters())).__name__  # DTensor when FSDP sharded it
     except ObliviateError as exc:
         doc = {"error": str(exc)}
     all_seen = gather_objects(seen, current_world())
@@ -52,4 +53,4 @@ def main(out: str, method: str, params: dict, poison_rank: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]))
+    main(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]), sys.argv[5] if len(sys.argv) > 5 else None)

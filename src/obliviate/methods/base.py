@@ -22,7 +22,7 @@ from obliviate.errors import ObliviateError
 from obliviate.families.lm import ForgetRetainBatch, LMUnlearnData
 from obliviate.registry import Registry
 from obliviate.train.checkpoint import Checkpointing, fingerprint
-from obliviate.train.distributed import World, broadcast_parameters, current_world
+from obliviate.train.distributed import World, broadcast_parameters, current_world, shard_model
 from obliviate.train.loop import LoopConfig, run_unlearning
 from obliviate.types import Paper, UnlearnResult
 
@@ -60,6 +60,7 @@ class LossMethod:
     config_cls: ClassVar[type[LoopConfig]] = LoopConfig
     paper: ClassVar[Paper | None] = None
     needs_retain: ClassVar[bool] = False
+    fsdp_compatible: ClassVar[bool] = True  # False: the method keeps parameter objects that FSDP would replace
     # config overrides for a few-epoch smoke run on the family's tiny fixture (the conformance suite uses them)
     smoke_config: ClassVar[dict[str, Any]] = {"epochs": 5, "lr": 3e-3, "batch_size": 8}
 
@@ -74,6 +75,28 @@ class LossMethod:
 
     def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError
+
+    def auxiliary_models(self) -> list[nn.Module]:
+        """Models the method holds besides the one it trains (frozen copies of the original, a teacher): under FSDP
+        they are sharded too."""
+        return []
+
+    def _shard(self, model: nn.Module, params: list[nn.Parameter], world: Any) -> list[nn.Parameter]:
+        """FSDP: shard the model and the method's other models after ``setup``; the trained parameters are new
+        objects afterwards, found again by name."""
+        if not self.fsdp_compatible:
+            raise ObliviateError(f"{type(self).__name__} edits parameters it keeps by reference (masks), which FSDP "
+                                 "replaces: run it data parallel (MULTI_GPU) or on one process")
+        names = {id(p): n for n, p in model.named_parameters()}
+        missing = [p for p in params if id(p) not in names]
+        if missing:
+            raise ObliviateError(f"{type(self).__name__} trains parameters outside the model; FSDP cannot shard them")
+        wanted = [names[id(p)] for p in params]
+        shard_model(model, world.fsdp)
+        for aux in self.auxiliary_models():
+            shard_model(aux, world.fsdp, "reference model")
+        named = dict(model.named_parameters())
+        return [named[n] for n in wanted]
 
     def optimizer(self, model: nn.Module, params: list[nn.Parameter]) -> torch.optim.Optimizer | None:
         """The optimizer, when it is part of the method (the mean teacher); None = the config's (AdamW / SGD)."""
@@ -98,6 +121,8 @@ class LossMethod:
             raise ObliviateError("resume needs a checkpoint directory (RunContext.checkpoint_dir / --checkpoint-dir)")
         broadcast_parameters(model, world)
         params = self.setup(model, data, seed)
+        if world.sharded:
+            params = self._shard(model, params, world)
         result = None
         try:
             result = run_unlearning(model, params, self.loss, data, self.config, seed, use_retain=self.needs_retain,

@@ -42,7 +42,7 @@ class MeanTeacherSGD(torch.optim.Optimizer):
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         c = 1.0
         if group["clip"] is not None:
-            norm = math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads))
+            norm = math.sqrt(sum(float(_full(g.double().pow(2).sum())) for g in grads))
             c = min(1.0, group["clip"] / norm) if norm > 0 else 1.0
         self.last_clip = c
         for p, g, t in zip(params, grads, self.teacher):
@@ -75,3 +75,8 @@ class MeanTeacherSGD(torch.optim.Optimizer):
             with torch.no_grad():
                 for t, saved in zip(self.teacher, teacher):
                     t.copy_(saved)
+
+
+def _full(x: Tensor) -> Tensor:
+    """A sum over a sharded (FSDP DTensor) gradient is a partial sum per rank: add the ranks' parts."""
+    return x.full_tensor() if hasattr(x, "full_tensor") else x

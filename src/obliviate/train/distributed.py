@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,11 +34,28 @@ BUCKET_ELEMENTS = 1 << 24  # float32 elements per all-reduce bucket (64 MB)
 
 
 @dataclass(frozen=True)
+class FSDPSettings:
+    """Fully sharded data parallel (torch FSDP2, ``fully_shard``): each decoder layer (``layer_classes``; default: the
+    model's ``_no_split_modules``) and then the whole model are sharded across the processes; ``reshard_after_forward``
+    = FULL_SHARD (True) or SHARD_GRAD_OP (False); ``offload_params`` keeps the shards in CPU memory."""
+
+    layer_classes: tuple[str, ...] = ()
+    reshard_after_forward: bool = True
+    offload_params: bool = False
+
+
+@dataclass(frozen=True)
 class World:
-    """This process's place among the data-parallel processes (``size`` 1 = a single process)."""
+    """This process's place among the data-parallel processes (``size`` 1 = a single process); ``fsdp`` set = the
+    model is sharded (FSDP) rather than replicated."""
 
     rank: int = 0
     size: int = 1
+    fsdp: FSDPSettings | None = None
+
+    @property
+    def sharded(self) -> bool:
+        return self.fsdp is not None and self.size > 1
 
     @property
     def main(self) -> bool:
@@ -61,26 +79,86 @@ def launched_world_size() -> int:
     return n
 
 
+_FSDP: FSDPSettings | None = None  # the sharding this process group was set up with (init_from_env)
+
+_TRUE = ("1", "true", "yes")
+_STRATEGIES = {"1": "FULL_SHARD", "2": "SHARD_GRAD_OP", "3": "NO_SHARD", "4": "HYBRID_SHARD", "5": "HYBRID_SHARD_ZERO2"}
+
+
 def current_world() -> World:
-    """The initialised process group's rank and size, else a single process."""
+    """The initialised process group's rank and size (and sharding), else a single process."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        return World(dist.get_rank(), dist.get_world_size())
+        return World(dist.get_rank(), dist.get_world_size(), _FSDP)
     return World()
 
 
-def init_from_env(device: torch.device | None = None) -> World:
+def fsdp_settings(fsdp_config: dict[str, Any], source: str) -> FSDPSettings:
+    """FSDP settings from an accelerate ``fsdp_config`` mapping (keys as in accelerate's YAML, ``fsdp_`` prefix
+    optional). Strategies that do not shard the model are refused: run them as plain data parallel."""
+    cfg = {k.removeprefix("fsdp_"): v for k, v in fsdp_config.items()}
+    strategy = str(cfg.get("sharding_strategy", "FULL_SHARD")).upper()
+    strategy = _STRATEGIES.get(strategy, strategy)
+    if strategy not in ("FULL_SHARD", "SHARD_GRAD_OP"):
+        raise ObliviateError(f"{source}: FSDP sharding strategy {strategy!r} is not supported (valid: FULL_SHARD, "
+                             "SHARD_GRAD_OP; for no sharding use distributed_type MULTI_GPU / MULTI_CPU)")
+    reshard = cfg.get("reshard_after_forward")
+    reshard = strategy == "FULL_SHARD" if reshard is None else str(reshard).lower() in _TRUE
+    policy = str(cfg.get("auto_wrap_policy", "TRANSFORMER_BASED_WRAP") or "TRANSFORMER_BASED_WRAP").upper()
+    if policy not in ("TRANSFORMER_BASED_WRAP", "NO_WRAP", "NONE"):
+        raise ObliviateError(f"{source}: FSDP auto_wrap_policy {policy!r} is not supported (valid: "
+                             "TRANSFORMER_BASED_WRAP, which shards each decoder layer)")
+    layers = cfg.get("transformer_layer_cls_to_wrap") or ()
+    if isinstance(layers, str):
+        layers = [x.strip() for x in layers.split(",") if x.strip()]
+    return FSDPSettings(tuple(layers), reshard, str(cfg.get("offload_params", False)).lower() in _TRUE)
+
+
+def settings_from_env() -> FSDPSettings | None:
+    """The FSDP settings ``accelerate launch`` puts in the environment (None when it asks for no FSDP). DeepSpeed is
+    refused with a clear error rather than silently run as something else."""
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in _TRUE:
+        raise ObliviateError("the accelerate config asks for DeepSpeed, which obliviate's loop does not run: use an "
+                             "accelerate config with distributed_type FSDP (sharded), MULTI_GPU or MULTI_CPU")
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() not in _TRUE:
+        return None
+    env = {k.removeprefix("FSDP_").lower(): v for k, v in os.environ.items() if k.startswith("FSDP_")}
+    return fsdp_settings(env, "the accelerate FSDP environment")
+
+
+def settings_from_file(path: str | os.PathLike[str]) -> FSDPSettings | None:
+    """The parallel settings of a standard accelerate config file (``accelerate config`` writes one): FSDP settings
+    for ``distributed_type: FSDP``, None for plain data parallel (MULTI_GPU, MULTI_CPU, NO); DeepSpeed and other
+    types are refused."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ObliviateError(f"accelerate config {str(p)!r} does not exist")
+    try:
+        doc = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ObliviateError(f"accelerate config {str(p)!r} is not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ObliviateError(f"accelerate config {str(p)!r} must be a mapping")
+    kind = str(doc.get("distributed_type", "NO")).upper()
+    if kind == "FSDP":
+        return fsdp_settings(doc.get("fsdp_config") or {}, f"accelerate config {str(p)!r}")
+    if kind in ("NO", "MULTI_GPU", "MULTI_CPU"):
+        return None
+    raise ObliviateError(f"accelerate config {str(p)!r}: distributed_type {kind} is not supported by obliviate's "
+                         "loop (valid: FSDP, MULTI_GPU, MULTI_CPU, NO)")
+
+
+def init_from_env(device: torch.device | None = None, config_file: str | os.PathLike[str] | None = None) -> World:
     """Join the process group described by the launcher's environment (a no-op for a single process or when one is
-    already initialised). Refuses accelerate configs this loop does not implement (FSDP, DeepSpeed) rather than
-    silently running them as plain data parallelism."""
+    already initialised). Sharding (FSDP) comes from ``config_file`` (a standard accelerate config) when given, else
+    from what ``accelerate launch`` put in the environment; without either the model is replicated."""
     import torch.distributed as dist
 
-    for var, what in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
-        if os.environ.get(var, "").lower() in ("1", "true", "yes"):
-            raise ObliviateError(f"the accelerate config asks for {what}; obliviate's loop runs data parallel "
-                                 "(every process holds the whole model): use an accelerate config with "
-                                 "distributed_type MULTI_GPU or MULTI_CPU, or --lora to fit a large model")
+    global _FSDP
+    settings = settings_from_file(config_file) if config_file is not None else settings_from_env()
     if launched_world_size() == 1:
         return current_world()
     if not dist.is_available():
@@ -91,7 +169,48 @@ def init_from_env(device: torch.device | None = None) -> World:
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend)
+    _FSDP = settings
     return current_world()
+
+
+def shard_model(model: nn.Module, settings: FSDPSettings, what: str = "model") -> None:
+    """Shard ``model`` in place with FSDP2: every module whose class is in ``settings.layer_classes`` (default: the
+    model's ``_no_split_modules``, its decoder layers), then the root. Its parameters become DTensors (new objects:
+    look them up again by name)."""
+    from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard
+
+    classes = set(settings.layer_classes or _no_split(model))
+    if not classes:
+        raise ObliviateError(f"cannot tell the decoder layers of this {type(model).__name__} to shard: set "
+                             "fsdp_transformer_layer_cls_to_wrap in the accelerate config")
+    layers = [m for m in model.modules() if type(m).__name__ in classes]
+    if not layers:
+        raise ObliviateError(f"no module of class {', '.join(sorted(classes))} in the {what} "
+                             f"({type(model).__name__}) to shard: check fsdp_transformer_layer_cls_to_wrap")
+    kw: dict[str, Any] = {"reshard_after_forward": settings.reshard_after_forward}
+    if settings.offload_params:
+        kw["offload_policy"] = CPUOffloadPolicy()
+    for layer in layers:
+        fully_shard(layer, **kw)
+    fully_shard(model, **{**kw, "reshard_after_forward": True})  # also after a no-grad forward (reference models)
+
+
+def _no_split(model: nn.Module) -> list[str]:
+    for m in model.modules():
+        names = getattr(m, "_no_split_modules", None)
+        if names:
+            return list(names)
+    return []
+
+
+def full_state_dict(model: nn.Module, world: World) -> dict[str, Tensor]:
+    """The model's whole state dict on the CPU: gathered from the shards on rank 0 (empty on other ranks) when the
+    model is sharded, else its own state dict (detached CPU copies). Every rank must call it."""
+    if world.sharded:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def local_device() -> torch.device:

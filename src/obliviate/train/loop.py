@@ -107,6 +107,7 @@ class StepGroup(Generic[B]):
     batches: list[B]
     total: int
     numbers: list[int]
+    weights: list[float] | None = None  # each batch's loss multiplier (None: 1 / total); 0 = a stand-in batch
 
 
 def group_batches(batches: Iterable[B], grad_accum: int) -> Iterator[StepGroup[B]]:
@@ -184,23 +185,36 @@ def run_epochs(
         for group in group_batches(epoch_batches(epoch), grad_accum):
             opt.zero_grad(set_to_none=True)
             bad = 0  # number (1-based, in the epoch) of the first batch with a non-finite loss; 0 = none
-            for number, batch in zip(group.numbers, group.batches):
+            weights = group.weights or [None] * len(group.batches)  # None: divide by the step's batch count
+            for number, batch, weight in zip(group.numbers, group.batches, weights):
                 if amp_dtype is None:
                     loss, stats = loss_fn(model, batch)
                 else:
                     with torch.autocast(device_type, dtype=amp_dtype):
                         loss, stats = loss_fn(model, batch)
                     loss = loss.float()
-                if check_finite and not bool(torch.isfinite(loss.detach())):
-                    bad = number
-                    break
-                scaled = loss if group.total == 1 else loss / group.total
+                if check_finite and weight != 0 and not bool(torch.isfinite(loss.detach())):
+                    bad = bad or number
+                    if not world.sharded:
+                        break
+                    # sharded: every rank must run the same forwards and backwards (they hold collectives); the
+                    # step is refused below, so the non-finite gradients never reach the weights
+                if weight is None:
+                    scaled = loss if group.total == 1 else loss / group.total
+                else:
+                    scaled = loss * weight
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                if weight == 0:
+                    continue  # a stand-in batch (sharded model, rank without a batch in this step): no statistics
                 for k, v in {"loss": loss, **stats}.items():
                     v = v.detach().float() if isinstance(v, Tensor) else torch.tensor(float(v))
                     sums[k] = sums[k] + v if k in sums else v
                 count += 1
-            if world.distributed:
+            if world.sharded and check_finite:  # FSDP already reduced the gradients in the backward pass
+                flag = all_reduce_sum(torch.tensor([float(bad > 0)], device=params[0].device), world)
+                if float(flag) > 0:
+                    bad = all_reduce_min(bad if bad > 0 else 1 << 62, world)
+            elif world.distributed:
                 flag = torch.tensor([float(bad > 0)], device=params[0].device)
                 all_reduce_gradients(params, world, extra=flag if check_finite else None)
                 if check_finite and float(flag) > 0:
@@ -365,15 +379,21 @@ def forget_retain_batches(data: LMUnlearnData, cfg: LoopConfig, seed: int, use_r
             chunk_starts = starts[g : g + per_step]
             mine: list[ForgetRetainBatch] = []
             numbers: list[int] = []
-            for j, s in enumerate(chunk_starts):
-                ridx = stream.take(cfg.retain_batch_size) if retain is not None else None
-                if j % world.size != world.rank:
-                    continue
-                forget = batch_of(data.forget, perm[s : s + cfg.batch_size]).to(device)
+            ridxs = [stream.take(cfg.retain_batch_size) if retain is not None else None for _ in chunk_starts]
+            total = len(chunk_starts)
+            mine_j = list(range(world.rank, total, world.size))
+            weights = None
+            if world.sharded:  # FSDP averages over ranks in every backward: scale by size / total, and every rank
+                slots = -(-total // world.size)  # runs the same number of batches (stand-ins weigh 0)
+                weights = [world.size / total] * len(mine_j) + [0.0] * (slots - len(mine_j))
+                mine_j += [0] * (slots - len(mine_j))
+            for j in mine_j:
+                forget = batch_of(data.forget, perm[chunk_starts[j] : chunk_starts[j] + cfg.batch_size]).to(device)
+                ridx = ridxs[j]
                 rb = batch_of(retain, ridx).to(device) if retain is not None and ridx is not None else None
                 mine.append(ForgetRetainBatch(forget, rb))
                 numbers.append(g + j + 1)
-            yield StepGroup(mine, len(chunk_starts), numbers)
+            yield StepGroup(mine, total, numbers, weights)
 
     epoch_batches.stream = stream  # type: ignore[attr-defined]  # its position goes into checkpoints
     return epoch_batches
@@ -433,6 +453,9 @@ def run_unlearning(model: nn.Module, params: list[nn.Parameter], loss_fn: StepLo
     start_epoch, logs = 0, []
     resumed = None
     if checkpointing is not None:
+        if world.sharded:
+            raise ObliviateError("checkpoints of a sharded (FSDP) run are not supported yet: run without "
+                                 "--checkpoint-dir, or use data parallel (MULTI_GPU) or --lora")
         resumed = checkpointing.load(cfg.epochs)
     with track("unlearn") as cost, seeded_rng(rank_seed, device):
         if resumed is not None:

@@ -69,17 +69,25 @@ class MeanTeacher(LossMethod):
     def setup(self, model: nn.Module, data: LMUnlearnData, seed: int) -> list[nn.Parameter]:
         # the teacher starts as the original; the optimizer moves it (EMA of the student). Under LoRA it is a second
         # adapter on the same base weights (no second copy of the model); otherwise a frozen deep copy.
+        # Teacher parameters are paired with the student's by name when the optimizer is made (after FSDP, if any,
+        # has replaced the parameter objects).
         if is_lora(model):
-            self._teacher, self._pairs = adapter_copy(model, TEACHER_ADAPTER)
+            self._teacher, self._twins = adapter_copy(model, TEACHER_ADAPTER)
+            self._teacher_params = model
         else:
-            self._teacher = frozen_copy(model)
-            self._pairs = {id(p): t for p, t in zip(model.parameters(), self._teacher.parameters())}
+            self._teacher = self._teacher_params = frozen_copy(model)
+            self._twins = {n: n for n, _ in model.named_parameters()}
         return super().setup(model, data, seed)
+
+    def auxiliary_models(self) -> list[nn.Module]:
+        return [] if self._teacher_params is not self._teacher else [self._teacher]
 
     def optimizer(self, model: nn.Module, params: list[nn.Parameter]) -> torch.optim.Optimizer:
         c = self.config
-        self._opt = MeanTeacherSGD(params, [self._pairs[id(p)] for p in params], lr=c.lr, momentum=c.momentum,
-                                   clip=c.clip, damp=c.damp, delta=c.delta)
+        names = {id(p): n for n, p in model.named_parameters()}
+        teacher = dict(self._teacher_params.named_parameters())
+        self._opt = MeanTeacherSGD(params, [teacher[self._twins[names[id(p)]]] for p in params], lr=c.lr,
+                                   momentum=c.momentum, clip=c.clip, damp=c.damp, delta=c.delta)
         return self._opt
 
     def teardown(self, model: nn.Module, result: UnlearnResult | None) -> None:
@@ -87,5 +95,5 @@ class MeanTeacher(LossMethod):
             result.info["last_clip"] = self._opt.last_clip
         if is_lora(model) and TEACHER_ADAPTER in getattr(model, "peft_config", {}):
             model.delete_adapter(TEACHER_ADAPTER)  # the saved adapter is the student's only
-        for name in ("_teacher", "_pairs", "_opt"):
+        for name in ("_teacher", "_teacher_params", "_twins", "_opt"):
             self.__dict__.pop(name, None)

@@ -59,23 +59,23 @@ class AdapterView(nn.Module):
             model.train(was)
 
 
-def adapter_copy(peft_model: nn.Module, name: str) -> tuple[AdapterView, dict[int, nn.Parameter]]:
+def adapter_copy(peft_model: nn.Module, name: str) -> tuple[AdapterView, dict[str, str]]:
     """Add adapter ``name`` to a PEFT model as a frozen copy of its active adapter; returns a view that runs the
-    model through it and a map id(active adapter parameter) -> its copy (both have the same shapes)."""
+    model through it and a map (parameter name of the active adapter -> name of its copy), names in the model."""
     import copy as _copy
 
     active = peft_model.active_adapter
     peft_model.add_adapter(name, _copy.deepcopy(peft_model.peft_config[active]))
     params = dict(peft_model.named_parameters())
-    pairs: dict[int, nn.Parameter] = {}
+    twins: dict[str, str] = {}
     with torch.no_grad():
         for n, p in params.items():
             if f".{active}." in n:
-                twin = params[n.replace(f".{active}.", f".{name}.")]
+                twins[n] = n.replace(f".{active}.", f".{name}.")
+                twin = params[twins[n]]
                 twin.copy_(p)
                 twin.requires_grad_(False)
-                pairs[id(p)] = twin
-    return AdapterView(peft_model, name), pairs
+    return AdapterView(peft_model, name), twins
 
 
 def reference_of(model: nn.Module) -> nn.Module:
@@ -94,6 +94,10 @@ class ComparesWithOriginal:
     def setup(self, model: nn.Module, data: Any, seed: int) -> list[nn.Parameter]:
         self._ref = reference_of(model)
         return super().setup(model, data, seed)  # type: ignore[misc]
+
+    def auxiliary_models(self) -> list[nn.Module]:
+        own = [] if isinstance(self._ref, AdapterDisabled) else [self._ref]  # the LoRA reference is the model
+        return own + super().auxiliary_models()  # type: ignore[misc]
 
     def teardown(self, model: nn.Module, result: Any) -> None:
         self.__dict__.pop("_ref", None)

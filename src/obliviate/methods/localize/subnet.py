@@ -47,6 +47,7 @@ class SupermaskMethod(LossMethod):
     # the masks are baked into the base MLP weights, not into a LoRA adapter (which they leave untouched): refused
     # with LoRA by obliviate.lm_unlearn (methods without this flag train whatever requires grad: the adapter)
     lora_compatible: ClassVar[bool] = False
+    fsdp_compatible: ClassVar[bool] = False  # the masks are tensors kept by reference (FSDP replaces them)
 
     def setup(self, model: nn.Module, data: LMUnlearnData, seed: int) -> list[nn.Parameter]:
         self._flags = freeze(model)
