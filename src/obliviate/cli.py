@@ -1,4 +1,6 @@
-"""``obliviate demo | train | eval | unlearn | bench | list | report | topics``. Bad input -> one-line error, exit code 2."""
+"""``obliviate demo | train | eval | unlearn | bench | list | report | topics | alternates``.
+
+Bad input -> one-line error, exit code 2."""
 
 from __future__ import annotations
 
@@ -60,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "for the architecture, e.g. c_attn for GPT-2; implies --lora)")
     f.add_argument("--merge", action="store_true", help="with --lora: save the model with the adapter merged into "
                    "its weights instead of the adapter alone")
+    f.add_argument("--idk", metavar="FILE", help="idk_dpo: your own \"I don't know\" answers, one per line (default: "
+                   "the built-in pool)")
     p = sub.add_parser("bench", help="every method x selection grid x seed, as jobs; aggregated report")
     p.add_argument("suite_name", nargs="?", metavar="SUITE", help="suite name (same as --suite)")
     p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,3 (default: the config's `seeds`, else `seed`)")
@@ -72,9 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", nargs="?", default="all", choices=["all", "methods", "metrics", "suites", "presets"])
     p = sub.add_parser("report", help="re-render the reports (markdown, HTML, figures) from DIR/results.json")
     p.add_argument("directory")
-    from obliviate import cli_topics
+    from obliviate import cli_alternates, cli_topics
 
     cli_topics.add_parser(sub)
+    cli_alternates.add_parser(sub)
     return parser
 
 
@@ -133,6 +138,10 @@ def run(argv: list[str] | None = None) -> int:
         from obliviate import cli_topics
 
         return cli_topics.run(args)
+    if args.command == "alternates":
+        from obliviate import cli_alternates
+
+        return cli_alternates.run(args)
     from obliviate import pipeline
     from obliviate.context import quiet_libraries
 
@@ -184,7 +193,8 @@ def _no_file_options(args: argparse.Namespace) -> None:
                             ("--max-length", args.max_length is not None), ("--lora", args.lora),
                             ("--lora-r", args.lora_r is not None), ("--lora-alpha", args.lora_alpha is not None),
                             ("--lora-dropout", args.lora_dropout is not None),
-                            ("--lora-targets", args.lora_targets is not None), ("--merge", args.merge)) if v]
+                            ("--lora-targets", args.lora_targets is not None), ("--merge", args.merge),
+                            ("--idk", args.idk is not None)) if v]
     if given:
         raise ObliviateError(f"{', '.join(given)} need(s) --forget (unlearning your own data from a HF model)")
 

@@ -142,7 +142,7 @@ def unlearn_files(model_dir: str | Path, forget: Any, retain: Any = None, method
                   max_length: int | None = None, seed: int = 0, device: str = "auto", trust_remote_code: bool = False,
                   overwrite: bool = False, progress: bool = False, evaluate: bool = True,
                   method_config: dict[str, Any] | None = None, lora: LoraConfig | dict[str, Any] | bool | None = None,
-                  merge: bool = False,
+                  merge: bool = False, idk: bool | str | Path | list[str] | None = None,
                   **config: Any) -> FilesResult:
     """Unlearn ``forget`` from the HF causal LM in ``model_dir`` with the lm-family ``method``.
 
@@ -158,7 +158,12 @@ def unlearn_files(model_dir: str | Path, forget: Any, retain: Any = None, method
 
     ``lora``: train a LoRA adapter (:func:`obliviate.lora.attach_lora`, seeded with ``seed``) instead of all
     weights; ``out/model`` then holds the adapter, or with ``merge`` the model with the adapter merged in (and the
-    returned model is the merged plain model; without ``merge`` it is the ``PeftModel``)."""
+    returned model is the merged plain model; without ``merge`` it is the ``PeftModel``).
+
+    DPO-style methods (``idk_dpo``, ``altpo``) also take alternate answers (the winners), paired with the forget
+    records: ``idk_dpo`` draws one "I don't know" answer per record (seeded with ``seed``) from the built-in pool, or
+    from ``idk`` (a file, one answer per line, or a list); ``altpo`` reads them from the forget records' ``alternate``
+    key (make them with ``obliviate alternates``)."""
     from obliviate.config import to_dict
     from obliviate.context import RunContext
     from obliviate.io import (
@@ -177,6 +182,7 @@ def unlearn_files(model_dir: str | Path, forget: Any, retain: Any = None, method
     if getattr(cls, "needs_retain", False) and retain is None:
         raise ObliviateError(f"method {method!r} needs retain data: give --retain FILE (retain=...)")
     unlearner = build_method(method, {**(method_config or {}), **config}, run_seed=seed)  # validated before loading
+    idk, alt_source = _alternates_plan(method, cls, forget, idk)
     if lora is False:
         lora = None
     if lora is not None:
@@ -205,7 +211,8 @@ def unlearn_files(model_dir: str | Path, forget: Any, retain: Any = None, method
                 raise ObliviateError(f"max_length {max_length} exceeds the model's {limit} positions; "
                                      f"use --max-length {limit} (max_length={limit}) or less")
             data = lm_unlearn_data(tok, forget, retain, template=template, chat_template=chat_template,
-                                   max_length=max_length)
+                                   max_length=max_length, alternates=None if alt_source else False,
+                                   idk=idk if idk is not None else False, idk_seed=seed)
             check_vocab(tok, model, data)
         cost["load"] = c.to_dict()
         hash_before = hash_model(model)
@@ -260,6 +267,8 @@ def unlearn_files(model_dir: str | Path, forget: Any, retain: Any = None, method
             "device": str(dev),
             "data": {"forget": _split_info(data.forget, forget),
                      "retain": None if data.retain is None else _split_info(data.retain, retain),
+                     **({"alternate": {**_split_info(data.extra["alternate"], forget), "answers": alt_source}}
+                        if "alternate" in data.extra else {}),
                      "forget_rows_in_retain": overlap(data),
                      "template": None if chat_template else template, "chat_template": chat_template,
                      "max_length": max_length, "pad_token_id": pad_id_of(tok)},
@@ -294,6 +303,28 @@ def unlearn_files(model_dir: str | Path, forget: Any, retain: Any = None, method
     if out_dir is not None:
         write_json(out_dir / RESULTS, results)
     return FilesResult(model, tok, results, path)
+
+
+def _alternates_plan(method: str, cls: type, forget: Any, idk: Any) -> tuple[Any, str | None]:
+    """(the ``idk`` pool to use or None, where the alternates come from or None), checked before the model loads."""
+    from obliviate.data.lm_files import alternate_texts
+
+    if not getattr(cls, "needs_alternate", False):
+        if idk is not None and idk is not False:
+            raise ObliviateError(f"--idk (idk=...) gives idk_dpo its \"I don't know\" answers; method {method!r} "
+                                 "takes none")
+        return None, None
+    if getattr(cls, "idk_alternates", False):
+        pool = True if idk is None or idk is True else idk
+        where = "built-in pool" if pool is True else str(pool) if isinstance(pool, (str, Path)) else "given list"
+        return pool, f"\"I don't know\" answers ({where})"
+    if idk is not None and idk is not False:
+        raise ObliviateError(f"--idk (idk=...) is for idk_dpo; {method!r} takes the alternates in the forget records")
+    if alternate_texts(forget) is None:
+        raise ObliviateError(f"method {method!r} needs an alternate answer in every forget record (key 'alternate'): "
+                             "make them with `obliviate alternates --model DIR --forget F --out alt.jsonl` and pass "
+                             "--forget alt.jsonl")
+    return None, "the forget records' 'alternate' key"
 
 
 def _check_lora(method: str, cls: type, lora: Any) -> LoraConfig:
@@ -371,7 +402,7 @@ def run_cli(args: Any, progress: bool) -> int:
                         args.template.replace("\\n", "\n").replace("\\t", "\t"),
                         chat_template=args.chat_template, max_length=args.max_length,
                         trust_remote_code=args.trust_remote_code, overwrite=args.overwrite, progress=progress,
-                        method_config=config, lora=lora, merge=args.merge, **run)
+                        method_config=config, lora=lora, merge=args.merge, idk=args.idk, **run)
     r = res.results
     line = f"{method}: "
     if r["nll"]:

@@ -32,9 +32,25 @@ def _nll(model: Any, split: Any) -> float:
         return mean_nll(model(input_ids=split.input_ids).logits, split.labels).item()
 
 
+def with_alternates(data: LMUnlearnData, pad_id: int) -> LMUnlearnData:
+    """``data`` plus ``extra["alternate"]`` (what DPO-style methods prefer): each forget row's prompt with its answer
+    tokens reversed (rolled by one where reversing changes nothing), paired row for row."""
+    from obliviate.data.alternates import with_answers
+    from obliviate.losses.nll import IGNORE_INDEX
+
+    answers = []
+    for ids, labels in zip(data.forget.input_ids, data.forget.labels):
+        a = ids[labels != IGNORE_INDEX]
+        r = a.flip(0)
+        answers.append((a.roll(1) if torch.equal(r, a) else r).tolist())
+    return LMUnlearnData(data.forget, data.retain, {**data.extra, "alternate": with_answers(data.forget, answers,
+                                                                                             pad_id)})
+
+
 def lm_fixture(micro_data: Any, trained_tiny: Any) -> FamilyFixture:
-    """A 1-layer TinyMem GPT-2 trained 3 epochs; forget = the 20 artifacts, retain = 64 clean rows."""
-    data = LMUnlearnData.from_rows(micro_data.artifacts, micro_data.clean_train[:64], PAD)
+    """A 1-layer TinyMem GPT-2 trained 3 epochs; forget = the 20 artifacts, retain = 64 clean rows; alternates (for
+    the DPO-style methods; the others ignore them) = the artifacts reversed."""
+    data = with_alternates(LMUnlearnData.from_rows(micro_data.artifacts, micro_data.clean_train[:64], PAD), PAD)
     return FamilyFixture(make=lambda: copy.deepcopy(trained_tiny), data=data,
                          empty_forget=lambda: LMUnlearnData(forget=data.forget.select(torch.arange(0))),
                          state=lambda m: dict(m.state_dict()), short={"epochs": 2})

@@ -88,7 +88,10 @@ def test_every_lm_method_with_lora(tiny_hf_lm, tmp_path, method):
             unlearn_files(tiny_hf_lm, FORGET, RETAIN, method=method, lora=LoraConfig(), evaluate=False)
         return
     before = _base_weights(attach_lora(_base(tiny_hf_lm)))
-    res = unlearn_files(tiny_hf_lm, FORGET, RETAIN, method=method, method_config={**cls.smoke_config, "epochs": 3},
+    forget = FORGET
+    if getattr(cls, "needs_alternate", False) and not getattr(cls, "idk_alternates", False):  # altpo
+        forget = [{**x, "alternate": f"the {c} dog wrote the book"} for x, c in zip(FORGET, ("blue", "green", "red"))]
+    res = unlearn_files(tiny_hf_lm, forget, RETAIN, method=method, method_config={**cls.smoke_config, "epochs": 3},
                         lora=LoraConfig(), evaluate=False, max_length=64)
     after = res.model.state_dict()
     for k, v in _base_weights(res.model).items():

@@ -42,8 +42,9 @@ def _read_text(path: Path) -> str:
         raise ObliviateError(f"{str(path)!r} is not UTF-8 text: {exc}") from None
 
 
-def _records(path: Path, keys: Sequence[str]) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, object) of each record of a jsonl file, or of a .json file holding a list."""
+def _records(path: Path, keys: Sequence[str]) -> tuple[str, list[tuple[int, dict[str, Any]]]]:
+    """("line" or "item", [(its number, object)]) for the records of a jsonl file, or of a .json file holding a
+    list (numbered by item: its lines do not map to items)."""
     text = _read_text(path)
     if not text.strip():
         raise ObliviateError(f"{str(path)!r} is empty: expected one JSON object per line with keys "
@@ -81,13 +82,19 @@ def _records(path: Path, keys: Sequence[str]) -> list[tuple[int, dict[str, Any]]
             if not isinstance(obj[k], str):
                 raise ObliviateError(f"{str(path)!r} {where} {n}: {k!r} must be a string, got a "
                                      f"{type(obj[k]).__name__}")
-    return records
+    return where, records
 
 
 def read_jsonl(path: str | Path, keys: Sequence[str] = QA_KEYS) -> list[dict[str, Any]]:
     """The objects of a jsonl file (blank lines skipped), each checked to have string values under ``keys``.
     Invalid JSON, a line that is not an object, a missing key and an empty file are errors naming file and line."""
-    return [obj for _, obj in _records(Path(path), keys)]
+    return [obj for _, obj in _records(Path(path), keys)[1]]
+
+
+def read_jsonl_located(path: str | Path, keys: Sequence[str] = QA_KEYS) -> list[tuple[str, dict[str, Any]]]:
+    """As :func:`read_jsonl`, each object with where it is (``"'f.jsonl' line 3"``), for later error messages."""
+    where, records = _records(Path(path), keys)
+    return [(f"{str(path)!r} {where} {n}", obj) for n, obj in records]
 
 
 def read_paragraphs(path: str | Path) -> list[str]:
@@ -249,11 +256,117 @@ def _to_token_data(seqs: Seqs, pad_id: int, eos: int | None, name: str) -> Token
     return TokenData.from_sequences(rows, pad_id, prompt_lens=prompt_lens)
 
 
+# --- alternates (the winners of DPO-style methods: IdkDPO, AltPO) -------------------------------------------------
+
+ALTERNATE_KEYS = ("alternate", "sub_answer")  # open-unlearning's key; the AltPO authors' files use "sub_answer"
+ALTERNATE = "alternate"  # the name of the winners' split in LMUnlearnData.extra
+
+
+def _located_qa(spec: Any, name: str) -> list[tuple[str, Mapping[str, Any]]] | None:
+    """The QA records of a forget spec, each with where it is; None for text data."""
+    if isinstance(spec, (str, Path)):
+        p = Path(spec)
+        return read_jsonl_located(p) if p.suffix.lower() in QA_SUFFIXES else None
+    if isinstance(spec, Sequence) and not isinstance(spec, (str, bytes)) and spec and \
+            all(isinstance(x, Mapping) for x in spec):
+        return [(f"{name} item {i}", x) for i, x in enumerate(spec)]
+    return None
+
+
+def _record_alternate(obj: Mapping[str, Any], where: str) -> str | None:
+    present = [k for k in ALTERNATE_KEYS if k in obj]
+    if not present:
+        return None
+    if len(present) > 1:
+        raise ObliviateError(f"{where}: has both {' and '.join(repr(k) for k in present)}; keep one (the "
+                             "alternate answer)")
+    key = present[0]
+    v = obj[key]
+    if not isinstance(v, str):
+        raise ObliviateError(f"{where}: {key!r} must be a string, got a {type(v).__name__}")
+    if not v.strip():
+        raise ObliviateError(f"{where}: the {key!r} answer is empty (nothing to prefer)")
+    return v
+
+
+def alternate_texts(forget: Any, name: str = "forget") -> list[str] | None:
+    """The alternate answers the forget records carry (key ``alternate``, or the AltPO authors' ``sub_answer``),
+    one per record, in order; None when no record has one (or the data is text). Some records with one and others
+    without is an error naming the first record without."""
+    located = _located_qa(forget, name)
+    if located is None:
+        return None
+    alts = [_record_alternate(obj, where) for where, obj in located]
+    have = [a is not None for a in alts]
+    if not any(have):
+        return None
+    if not all(have):
+        raise ObliviateError(f"{located[have.index(False)][0]}: no 'alternate' key, but {sum(have)} of the "
+                             f"{len(alts)} forget records have one; give every record its alternate answer (or none)")
+    return [a for a in alts if a is not None]
+
+
+def _alternate_rows(located: list[tuple[str, Mapping[str, Any]]], texts: Sequence[str], tokenizer: Any,
+                    opts: dict[str, Any], pad_id: int) -> TokenData:
+    """Row i = forget record i's prompt + ``texts[i]`` + EOS (the prompt unscored), tokenized as the forget rows."""
+    for (where, _), t in zip(located, texts):
+        if not isinstance(t, str) or not t.strip():
+            raise ObliviateError(f"{where}: the alternate answer is empty (nothing to prefer)")
+    items = [{"question": obj["question"], "answer": t} for (_, obj), t in zip(located, texts)]
+    rows, prompt_lens = qa_rows(items, tokenizer, source="alternate", **opts)
+    for i, (seq, start) in enumerate(zip(rows, prompt_lens)):
+        if len(seq) - max(start, 1) < 1:
+            raise ObliviateError(f"{located[i][0]}: the alternate answer has no token left after tokenization "
+                                 f"(max_length {opts['max_length']}); raise max_length or shorten the question")
+    return TokenData.from_sequences(rows, pad_id, prompt_lens=prompt_lens)
+
+
+def _alternate_split(forget: Any, tokenizer: Any, opts: dict[str, Any], pad_id: int, alternates: Any, idk: Any,
+                     idk_seed: int) -> TokenData | None:
+    """The winners' TokenData (see :func:`lm_unlearn_data`), or None."""
+    from obliviate.data.idk import assign_idk, idk_pool
+
+    use_idk = idk is not None and idk is not False
+    explicit = alternates is not None and not isinstance(alternates, bool)
+    if not use_idk and alternates is False:
+        return None
+    if use_idk and explicit:
+        raise ObliviateError("give either alternates=[...] or idk=..., not both (idk makes the alternates)")
+    located = _located_qa(forget, "forget")
+    if located is None:
+        if use_idk or explicit or alternates is True:
+            raise ObliviateError("alternate answers pair with QA forget data ({'question', 'answer'} records, e.g. a "
+                                 ".jsonl file); the forget data here is text")
+        return None
+    if use_idk:
+        texts: Sequence[str] | None = assign_idk(len(located), idk_seed, idk_pool(idk))
+    elif explicit:
+        texts = list(alternates)
+        if len(texts) != len(located):
+            raise ObliviateError(f"alternates has {len(texts)} answers for {len(located)} forget records (one each)")
+    else:
+        texts = alternate_texts(forget)
+        if texts is None:
+            if alternates is True:
+                raise ObliviateError("the forget records carry no 'alternate' answers (add an 'alternate' key to "
+                                     "each, e.g. with `obliviate alternates`)")
+            return None
+    return _alternate_rows(located, texts, tokenizer, opts, pad_id)
+
+
 def lm_unlearn_data(tokenizer: Any, forget: Any, retain: Any = None, template: str = DEFAULT_TEMPLATE,
-                    chat_template: bool = False, max_length: int = 512) -> LMUnlearnData:
+                    chat_template: bool = False, max_length: int = 512, alternates: bool | Sequence[str] | None = None,
+                    idk: bool | str | Path | Sequence[str] | None = False, idk_seed: int = 0) -> LMUnlearnData:
     """:class:`LMUnlearnData` from forget (and retain) data: each a file path (``.jsonl``/``.json`` QA, ``.txt``),
     a list of ``{"question", "answer"}`` mappings, or a list of texts. Forget data identical to the retain data is
-    an error (unlearning would fight itself)."""
+    an error (unlearning would fight itself).
+
+    Alternate answers (the winners of DPO-style methods) go to ``extra["alternate"]``, row i = forget record i's
+    prompt + the alternate + EOS. ``alternates``: None (default) = the forget records' own ``alternate`` (or
+    ``sub_answer``) keys when they have them; True = those keys are required; False = ignored; a list of strings =
+    one alternate per forget record. ``idk``: True = one "I don't know" answer per record from the built-in pool
+    (:mod:`obliviate.data.idk`), a path or a list = your own pool, drawn with ``idk_seed``; it replaces the records'
+    alternates."""
     if isinstance(forget, (str, Path)) and isinstance(retain, (str, Path)) and Path(forget).resolve() == \
             Path(retain).resolve():
         raise ObliviateError(f"the forget and retain data are the same file ({str(forget)!r})")
@@ -262,6 +375,7 @@ def lm_unlearn_data(tokenizer: Any, forget: Any, retain: Any = None, template: s
     opts = {"template": template, "chat_template": chat_template, "max_length": max_length}
     f = _split(forget, tokenizer, "forget", **opts)
     fd = _to_token_data(f, pad_id, eos, "forget")
+    alt = _alternate_split(forget, tokenizer, opts, pad_id, alternates, idk, idk_seed)
     rd = None
     if retain is not None:
         r = _split(retain, tokenizer, "retain", **opts)
@@ -269,7 +383,7 @@ def lm_unlearn_data(tokenizer: Any, forget: Any, retain: Any = None, template: s
         if _row_set(fd) == _row_set(rd):
             raise ObliviateError("the forget data and the retain data are identical (same token rows and scored "
                                  "positions): unlearning would undo itself; give disjoint sets")
-    return LMUnlearnData(fd, rd)
+    return LMUnlearnData(fd, rd, extra={} if alt is None else {ALTERNATE: alt})
 
 
 def _row_set(d: TokenData) -> set[tuple[tuple[int, ...], tuple[int, ...]]]:

@@ -109,10 +109,10 @@ class LossMethod:
                                  f"got {type(data).__name__}")
         if self.needs_retain and not data.has_retain:
             raise ObliviateError(f"{type(self).__name__} needs a non-empty retain set")
-        if ctx.device is not None:
+        world = current_world()
+        if ctx.device is not None and not world.sharded:  # sharded: the shards move after sharding (below)
             model.to(ctx.device)
         seed = method_seed(self.config, ctx)
-        world = current_world()
         checkpointing = None
         if ctx.checkpoint_dir is not None:
             checkpointing = Checkpointing(Path(ctx.checkpoint_dir), run_fingerprint(self, model, data, seed, world),
@@ -123,6 +123,9 @@ class LossMethod:
         params = self.setup(model, data, seed)
         if world.sharded:
             params = self._shard(model, params, world)
+            if ctx.device is not None:
+                for m in [model, *self.auxiliary_models()]:
+                    m.to(ctx.device)
         result = None
         try:
             result = run_unlearning(model, params, self.loss, data, self.config, seed, use_retain=self.needs_retain,

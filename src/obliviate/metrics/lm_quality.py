@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -72,3 +73,41 @@ def perplexity(model: nn.Module, rows: Tensor, pad_id: int, batch_size: int = 64
         ppl_batches.append(safe_exp(float(nll.sum() / mask.sum().clamp_min(1))))
     model.train(was)
     return MetricResult("perplexity", sum(ppl_batches) / max(len(ppl_batches), 1), False, per_item=per_item)
+
+
+@torch.no_grad()
+def dataset_nll(model: nn.Module, data: Any, batch_size: int = 16, world: Any = None) -> float:
+    """Mean NLL over every scored token of a TokenData split (the quantity the unlearning losses push up or down).
+
+    With several processes (``world``, default: the initialised process group) the batches are split across the
+    ranks (batch k on rank k mod N) and the sums gathered, so every rank returns the same number; when the model is
+    sharded (FSDP) every rank runs the same number of forwards, a rank short of batches repeating its first with
+    weight 0."""
+    from obliviate.families.lm import batch_of
+    from obliviate.losses.nll import shift_labels, token_nll
+    from obliviate.train.distributed import all_reduce_sum, current_world
+
+    world = world or current_world()
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    starts = list(range(0, len(data), batch_size))
+    mine = starts[world.rank :: world.size]
+    weights = [1.0] * len(mine)
+    if world.sharded:
+        slots = -(-len(starts) // world.size)
+        weights += [0.0] * (slots - len(mine))
+        mine += [starts[0]] * (slots - len(mine))
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = torch.zeros((), dtype=torch.float64, device=device)
+    try:
+        for s, w in zip(mine, weights):
+            b = batch_of(data, torch.arange(s, min(s + batch_size, len(data)))).to(device)
+            targets, mask = shift_labels(b.labels)
+            nll = token_nll(b.logits(model)[:, :-1], targets)
+            total += w * (nll * mask).sum().double()
+            count += w * mask.sum().double()
+    finally:
+        model.train(was_training)
+    sums = all_reduce_sum(torch.stack([total, count]), world)
+    return float(sums[0]) / max(float(sums[1]), 1.0)

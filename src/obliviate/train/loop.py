@@ -432,7 +432,8 @@ def run_unlearning(model: nn.Module, params: list[nn.Parameter], loss_fn: StepLo
 
     ``checkpointing``: write a checkpoint every ``every`` epochs and, with ``resume``, continue from the one there
     (:mod:`obliviate.train.checkpoint`); ``state``: an object with ``state_dict()`` / ``load_state_dict()`` whose
-    state changes during training (the method) and goes into checkpoints. ``world``: the data-parallel processes
+    state changes during training (the method) and goes into checkpoints; its ``on_epoch_end(epoch, model)``, if
+    any, runs after each epoch on every rank. ``world``: the data-parallel processes
     (:mod:`obliviate.train.distributed`; default: the initialised process group, or a single process). With
     several, only rank 0 writes checkpoints, evaluation results are rank 0's (every rank runs ``evaluate``, so an
     evaluator may shard its work and gather it), and dropout draws differ per rank."""
@@ -468,6 +469,8 @@ def run_unlearning(model: nn.Module, params: list[nn.Parameter], loss_fn: StepLo
 
         def on_epoch_end(done: int, entry: dict[str, float]) -> None:
             logs_so_far.append(entry)
+            if state is not None and hasattr(state, "on_epoch_end"):  # e.g. PDU's per-epoch dual update
+                state.on_epoch_end(done, model)
             if checkpointing is None or not (done % checkpointing.every == 0 or done == cfg.epochs):
                 return
             snapshot = _snapshot(done, logs_so_far, model, opt, scaler, stream, guard, state, world)
