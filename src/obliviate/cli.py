@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "its weights instead of the adapter alone")
     f.add_argument("--idk", metavar="FILE", help="idk_dpo: your own \"I don't know\" answers, one per line (default: "
                    "the built-in pool)")
+    f.add_argument("--checkpoint-dir", metavar="DIR", help="checkpoint the unlearning run in DIR (atomically, every "
+                   "--checkpoint-every epochs); with --resume continue the run found there")
+    f.add_argument("--checkpoint-every", type=int, default=1, metavar="N", help="epochs between checkpoints "
+                   "(default 1)")
+    f.add_argument("--resume", action="store_true", help="continue the interrupted run in --checkpoint-dir "
+                   "(a checkpoint of another configuration is refused)")
+    f.add_argument("--accelerate-config", metavar="FILE", help="a standard accelerate config file; with "
+                   "distributed_type FSDP the model is sharded across the processes of torchrun / accelerate launch")
     p = sub.add_parser("bench", help="every method x selection grid x seed, as jobs; aggregated report")
     p.add_argument("suite_name", nargs="?", metavar="SUITE", help="suite name (same as --suite)")
     p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,3 (default: the config's `seeds`, else `seed`)")
@@ -194,7 +202,9 @@ def _no_file_options(args: argparse.Namespace) -> None:
                             ("--lora-r", args.lora_r is not None), ("--lora-alpha", args.lora_alpha is not None),
                             ("--lora-dropout", args.lora_dropout is not None),
                             ("--lora-targets", args.lora_targets is not None), ("--merge", args.merge),
-                            ("--idk", args.idk is not None)) if v]
+                            ("--idk", args.idk is not None), ("--checkpoint-dir", args.checkpoint_dir is not None),
+                            ("--resume", args.resume), ("--accelerate-config", args.accelerate_config is not None))
+             if v]
     if given:
         raise ObliviateError(f"{', '.join(given)} need(s) --forget (unlearning your own data from a HF model)")
 

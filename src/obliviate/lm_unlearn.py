@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from obliviate.data.lm_files import DEFAULT_TEMPLATE, check_vocab, lm_unlearn_data, overlap, pad_id_of
 from obliviate.errors import ObliviateError
 from obliviate.lora import LoraConfig
+from obliviate.metrics.lm_quality import dataset_nll as mean_nll
 from obliviate.profiling import track
 
 RESULTS = "results.json"
@@ -97,28 +97,6 @@ def load_model_and_tokenizer(model_dir: str | Path, device: Any = "cpu",
     return model, tok
 
 
-@torch.no_grad()
-def mean_nll(model: nn.Module, data: Any, batch_size: int = 16) -> float:
-    """Mean NLL over all scored tokens of a TokenData split (the loss the methods push up or down)."""
-    from obliviate.families.lm import batch_of
-    from obliviate.losses.nll import shift_labels, token_nll
-
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    try:
-        for s in range(0, len(data), batch_size):
-            b = batch_of(data, torch.arange(s, min(s + batch_size, len(data)))).to(device)
-            targets, mask = shift_labels(b.labels)
-            nll = token_nll(b.logits(model)[:, :-1], targets)
-            total += float((nll * mask).sum())
-            count += int(mask.sum())
-    finally:
-        model.train(was_training)
-    return total / max(count, 1)
-
-
 def tokenizer_files(tokenizer: Any) -> dict[str, bytes]:
     """The files ``tokenizer.save_pretrained`` writes (name -> bytes), to land in the model's atomic save."""
     import tempfile
@@ -143,6 +121,8 @@ def unlearn_files(model_dir: str | Path, forget: Any, retain: Any = None, method
                   overwrite: bool = False, progress: bool = False, evaluate: bool = True,
                   method_config: dict[str, Any] | None = None, lora: LoraConfig | dict[str, Any] | bool | None = None,
                   merge: bool = False, idk: bool | str | Path | list[str] | None = None,
+                  checkpoint_dir: str | Path | None = None, checkpoint_every: int = 1, resume: bool = False,
+                  accelerate_config: str | Path | None = None,
                   **config: Any) -> FilesResult:
     """Unlearn ``forget`` from the HF causal LM in ``model_dir`` with the lm-family ``method``.
 
@@ -163,7 +143,14 @@ def unlearn_files(model_dir: str | Path, forget: Any, retain: Any = None, method
     DPO-style methods (``idk_dpo``, ``altpo``) also take alternate answers (the winners), paired with the forget
     records: ``idk_dpo`` draws one "I don't know" answer per record (seeded with ``seed``) from the built-in pool, or
     from ``idk`` (a file, one answer per line, or a list); ``altpo`` reads them from the forget records' ``alternate``
-    key (make them with ``obliviate alternates``)."""
+    key (make them with ``obliviate alternates``).
+
+    ``checkpoint_dir``: checkpoint every ``checkpoint_every`` epochs there; ``resume`` continues from the checkpoint
+    found there (bit-identical to an uninterrupted run; a checkpoint of another run is refused), ``overwrite``
+    without ``resume`` starts over (the old checkpoint is removed). Under ``torchrun`` / ``accelerate launch`` the
+    same call runs on every process: data parallel, or sharded (FSDP) when ``accelerate_config`` (a standard
+    accelerate config file) or the launcher's environment asks for it; rank 0 writes the model and results, other
+    ranks return their (shard of the) model and the same results without writing."""
     from obliviate.config import to_dict
     from obliviate.context import RunContext
     from obliviate.io import (
@@ -177,6 +164,8 @@ def unlearn_files(model_dir: str | Path, forget: Any, retain: Any = None, method
     )
     from obliviate.methods import build_method
     from obliviate.runconfig import resolve_device
+    from obliviate.train.checkpoint import FILENAME as CHECKPOINT
+    from obliviate.train.distributed import barrier, full_state_dict, init_from_env, local_device
 
     cls = lm_method_class(method)
     if getattr(cls, "needs_retain", False) and retain is None:
@@ -197,11 +186,23 @@ def unlearn_files(model_dir: str | Path, forget: Any, retain: Any = None, method
                 raise ObliviateError(f"{str(out_dir / name)!r} already exists; pass --overwrite (overwrite=True) "
                                      "or choose another --out")
         ensure_writable_dir(out_dir)
-    dev = resolve_device(device)
+    if checkpoint_dir is not None and overwrite and not resume:
+        barrier_needed = (Path(checkpoint_dir) / CHECKPOINT).exists()
+    else:
+        barrier_needed = False
+    world = init_from_env(config_file=accelerate_config)
+    if resume and checkpoint_dir is None:
+        raise ObliviateError("--resume needs --checkpoint-dir DIR (where the interrupted run checkpointed)")
+    if barrier_needed:  # overwrite without resume: start over, the old run's checkpoint goes
+        if world.main:
+            (Path(checkpoint_dir) / CHECKPOINT).unlink(missing_ok=True)
+        barrier(world)
+    dev = local_device() if world.distributed else resolve_device(device)
     cost: dict[str, Any] = {}
     with track("total") as total:
         with track("load") as c:
-            model, tok = load_model_and_tokenizer(model_dir, dev, trust_remote_code)
+            # sharded: every rank loads on the CPU and keeps only its shards on the device (moved after sharding)
+            model, tok = load_model_and_tokenizer(model_dir, "cpu" if world.sharded else dev, trust_remote_code)
             check_vocab(tok, model)
             limit = getattr(model.config, "max_position_embeddings", None)
             if max_length is None:
@@ -232,7 +233,9 @@ def unlearn_files(model_dir: str | Path, forget: Any, retain: Any = None, method
                     nll["retain"] = {"before": mean_nll(model, data.retain)}
             cost["eval_before"] = c.to_dict()
         with track("unlearn") as c:
-            result = unlearner.unlearn(model, data, RunContext(seed=seed, device=dev, progress=progress))
+            ctx = RunContext(seed=seed, device=dev, progress=progress and world.main, checkpoint_dir=checkpoint_dir,
+                             checkpoint_every=checkpoint_every, resume=resume)
+            result = unlearner.unlearn(model, data, ctx)
         cost["unlearn"] = c.to_dict()
         model = result.model if isinstance(result.model, nn.Module) else model
         if evaluate:
@@ -241,6 +244,14 @@ def unlearn_files(model_dir: str | Path, forget: Any, retain: Any = None, method
                 if data.retain is not None:
                     nll["retain"]["after"] = mean_nll(model, data.retain)
             cost["eval_after"] = c.to_dict()
+        if world.sharded:  # the whole model, gathered from the shards, in a fresh copy on rank 0
+            with track("gather") as c:
+                model = _gathered(model, model_dir, trust_remote_code, lora, seed, full_state_dict(model, world),
+                                  world.main)
+            cost["gather"] = c.to_dict()
+        if not world.main:  # other ranks: same results, nothing written (rank 0 saves once everyone is here)
+            barrier(world)
+            return FilesResult(model, tok, {"nll": nll, "logs": result.logs, "info": result.info}, None)
         hashes = {"model_before": hash_before}
         if lora_doc is not None:
             from obliviate.io import hash_tensors
@@ -302,7 +313,29 @@ def unlearn_files(model_dir: str | Path, forget: Any, retain: Any = None, method
                        "phases": cost}
     if out_dir is not None:
         write_json(out_dir / RESULTS, results)
+    barrier(world)
     return FilesResult(model, tok, results, path)
+
+
+def _gathered(sharded: nn.Module, model_dir: Any, trust_remote_code: bool, lora: Any, seed: int,
+              state: dict[str, Any], main: bool) -> nn.Module:
+    """Rank 0: a fresh CPU copy of the model (with the same LoRA adapter, if any) holding the gathered ``state``;
+    other ranks keep their sharded model. Only weights tied to a loaded one may be missing from ``state``."""
+    if not main:
+        return sharded
+    model, _ = load_model_and_tokenizer(model_dir, "cpu", trust_remote_code)
+    if lora is not None:
+        from obliviate.lora import attach_lora
+
+        model = attach_lora(model, lora, seed=seed)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    params = model.state_dict()
+    loaded = {params[k].data_ptr() for k in state if k in params}
+    untied = [k for k in missing if params[k].data_ptr() not in loaded]
+    if unexpected or untied:
+        raise ObliviateError(f"the gathered weights do not fit a fresh {type(model).__name__}: missing "
+                             f"{untied[:3]}, unexpected {list(unexpected)[:3]}")
+    return model
 
 
 def _alternates_plan(method: str, cls: type, forget: Any, idk: Any) -> tuple[Any, str | None]:
@@ -398,11 +431,17 @@ def run_cli(args: Any, progress: bool) -> int:
     config, run = parse_sets(args.overrides, method)
     lora = lora_from_args(args)
     res = unlearn_files(args.model, args.forget, args.retain, method=method, out=args.out,
+                        checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
+                        resume=args.resume, accelerate_config=args.accelerate_config,
                         template=DEFAULT_TEMPLATE if args.template is None else
                         args.template.replace("\\n", "\n").replace("\\t", "\t"),
                         chat_template=args.chat_template, max_length=args.max_length,
                         trust_remote_code=args.trust_remote_code, overwrite=args.overwrite, progress=progress,
                         method_config=config, lora=lora, merge=args.merge, idk=args.idk, **run)
+    from obliviate.train.distributed import current_world
+
+    if not current_world().main:
+        return 0  # rank 0 reports
     r = res.results
     line = f"{method}: "
     if r["nll"]:
