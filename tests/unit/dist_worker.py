@@ -27,6 +27,19 @@ def main(out: str, method: str, params: dict, poison_rank: int, config: str | No
     mask = (torch.arange(10)[None, :] < lens[:, None]).long()
     labels = rows.masked_fill(mask == 0, -100)
     data = LMUnlearnData(TokenData(rows[:10], mask[:10], labels[:10]), TokenData(rows[10:], mask[10:], labels[10:]))
+    evaluate = None
+    stop = params.pop("_stop_drift", None)
+    if stop is not None:  # a stop rule on a metric every rank computes on its share of the rows (then gathered)
+        from obliviate.metrics.lm_quality import dataset_nll
+
+        start: dict[str, float] = {}
+
+        def evaluate(mod):
+            v = dataset_nll(mod, data.forget, batch_size=3)
+            start.setdefault("v", v)
+            return {"forget_drift": start["v"] - v}
+
+        params = {**params, "stop_metric": "forget_drift", "stop_below": stop}
     m = build_method(method, params)
     seen: list[list[int]] = []
     loss = m.loss
@@ -41,7 +54,7 @@ def main(out: str, method: str, params: dict, poison_rank: int, config: str | No
 
     m.loss = recording
     try:
-        res = m.unlearn(model, data, RunContext(seed=3))
+        res = m.unlearn(model, data, RunContext(seed=3, evaluate=evaluate))
         doc = {"state": full_state_dict(model, current_world()), "logs": res.logs, "info": res.info}
         doc["param_type"] = type(next(model.parameters())).__name__  # DTensor when FSDP sharded it
     except ObliviateError as exc:

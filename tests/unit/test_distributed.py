@@ -102,3 +102,18 @@ def test_fsdp_two_processes_match_one_with_double_accumulation(tmp_path, method,
     for k, v in two["state"].items():
         torch.testing.assert_close(v, one["state"][k], rtol=1e-5, atol=1e-6, msg=f"{method}: {k} differs")
     assert [round(e["loss"], 5) for e in two["logs"]] == [round(e["loss"], 5) for e in one["logs"]]
+
+
+def test_stop_rule_with_a_metric_gathered_across_ranks(tmp_path):
+    """The collapse guard / early stop under 2 processes: the metric (forget NLL drift) is computed by each rank on
+    its share of the rows and gathered; both runs stop at the same epoch and keep the same model."""
+    base = {"lr": 3e-3, "epochs": 6, "batch_size": 3, "retain_batch_size": 2, "_stop_drift": -0.15}
+    one = _run(tmp_path, 1, "grad_diff", {**base, "grad_accum": 2})
+    two = _run(tmp_path, 2, "grad_diff", {**base, "grad_accum": 1})
+    assert one["info"]["stopped_at"] is not None, one["info"]
+    assert two["info"]["stopped_at"] == one["info"]["stopped_at"]
+    assert two["info"]["kept_epoch"] == one["info"]["kept_epoch"]
+    assert [t["forget_drift"] for t in two["info"]["stop_trace"]] == pytest.approx(
+        [t["forget_drift"] for t in one["info"]["stop_trace"]], abs=1e-6)
+    for k, v in one["state"].items():
+        torch.testing.assert_close(two["state"][k], v, rtol=1e-5, atol=1e-6)
