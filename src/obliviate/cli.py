@@ -307,13 +307,17 @@ def _report(directory: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        return run(argv)
+        code = run(argv)
     except ObliviateError as exc:
         print(f"obliviate: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("obliviate: interrupted (checkpoints and finished jobs are kept; rerun to resume)", file=sys.stderr)
         return 130
+    from obliviate.train.distributed import shutdown
+
+    shutdown()  # under torchrun: every rank leaves the process group together (a no-op otherwise)
+    return code
 
 
 if __name__ == "__main__":

@@ -17,3 +17,7 @@ SALUN = Paper("SalUn: Empowering Machine Unlearning via Gradient-based Weight Sa
               "and Generation", "2310.12508", 2024, "Fan, Liu, Zhang, Wei, Wong, Liu")
 RANDOM_LABELING = Paper("Eternal Sunshine of the Spotless Net: Selective Forgetting in Deep Networks", "1911.04933",
                         2020, "Golatkar, Achille, Soatto")
+MUSE = Paper("MUSE: Machine Unlearning Six-Way Evaluation for Language Models", "2407.06460", 2024,
+             "Shi, Lee, Huang, Malladi, Zhao, Holtzman, Liu, Zettlemoyer, Smith, Zhang")
+TOFU = Paper("TOFU: A Task of Fictitious Unlearning for LLMs", "2401.06121", 2024,
+             "Maini, Feng, Schwarzschild, Lipton, Kolter")

@@ -63,6 +63,9 @@ def main(out: str, method: str, params: dict, poison_rank: int, config: str | No
     if world.main:
         doc["seen"] = all_seen
         torch.save(doc, out)
+    from obliviate.train.distributed import shutdown
+
+    shutdown()
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from obliviate.losses.nll import IGNORE_INDEX, mean_nll, shift_labels, token_nll
 from obliviate.metrics.base import register_metric
 from obliviate.types import MetricResult, Paper
 
-MUSE = Paper("MUSE: Machine Unlearning Six-Way Evaluation for Language Models", "2407.06460", 2024, "Shi et al.")
 ATTACK_PAPERS: dict[str, Paper | None] = {  # where each attack comes from (the AUC/PrivLeak wiring is MUSE's and OU's)
     "loss": Paper("Privacy Risk in Machine Learning: Analyzing the Connection to Overfitting", "1709.01604", 2018,
                   "Yeom et al."),

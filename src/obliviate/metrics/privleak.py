@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from obliviate.errors import ObliviateError, unknown_name_error
 from obliviate.metrics.base import register_metric
-from obliviate.metrics.mia import MUSE, MIAResult
+from obliviate.metrics.mia import MIAResult
+from obliviate.papers import MUSE
 from obliviate.types import MetricResult
 
 MUSE_PRIVLEAK_KEY = "forget_holdout_Min-40%"  # MUSE's default AUC key: set A forget, set B holdout, Min-K% k=0.4

@@ -324,3 +324,15 @@ def gather_objects(obj: Any, world: World) -> list[Any]:
     out: list[Any] = [None] * world.size
     dist.all_gather_object(out, obj)
     return out
+
+
+def shutdown() -> None:
+    """Leave the process group (if one was joined): every rank waits for the others, then the group is destroyed.
+    Exiting with a live gloo group can abort the process ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
