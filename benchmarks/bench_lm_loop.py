@@ -1,13 +1,24 @@
 """Unlearning-step throughput and peak memory: obliviate's loop vs a ``transformers.Trainer`` subclass computing the
 same loss (GradDiff: -NLL(forget) + NLL(retain)) on the same model and data, side by side in one run (issue 9).
 
-Each variant runs in its own fresh Python process (peak RSS is per process), alternating, ``--repeats`` times;
-the median wall time is reported. Model: a GPT-2 built from a config (``--layers``, ``--width``, vocabulary 8192,
-128-token rows of random ids); forget and retain ``--rows`` rows each; batch 8 forget + 8 retain rows per step, one
-epoch (the same number of optimizer steps on both sides), AdamW lr 1e-5, weight decay 0.01, constant lr.
-Tokens/s counts every token fed to the model (forget + retain); memory = the RSS the run adds over what the
-process held before it (the whole-process peak, imports included, is printed beside it). Goal: ours >= 1.5x the Trainer's throughput at <= its
-memory. Run it on an otherwise idle machine.
+Each variant runs in its own fresh Python process, alternating, ``--repeats`` times; medians are reported. Model: a
+GPT-2 built from a config (``--layers``, ``--width``, vocabulary 8192, 128-token rows of random ids); forget and
+retain ``--rows`` rows each; batch 8 forget + 8 retain rows per step, one epoch (the same number of optimizer steps
+on both sides), AdamW lr 1e-5, weight decay 0.01, constant lr. Tokens/s counts every token fed to the model
+(forget + retain). Goal: ours >= 1.5x the Trainer's throughput at <= its memory. Run it on an otherwise idle machine.
+
+Memory (see ``memprobe.py``), measured around the training call only (model, data and Trainer already built):
+
+* RSS added = the kernel's exact RSS high-water mark during the run minus the RSS before it, taken after
+  ``malloc_trim(0)`` has returned malloc's free memory to the kernel (how much it found is printed: memory freed
+  during set-up and reused by the run would otherwise hide part of what the run needs);
+* torch tensors added = the peak of CPU tensor bytes allocated minus freed during the run, from ``torch.profiler``
+  (``profile_memory``), in a separate process running the first ``--profile-rows`` rows (the peak is reached in the
+  second step, once the optimizer state exists). This is torch's own accounting, free of malloc effects;
+* RSS added with glibc's mmap threshold fixed (``MALLOC_MMAP_THRESHOLD_=131072``, the same ``--profile-rows``, a
+  separate process): by default glibc raises the threshold whenever it frees a large mmapped block, after which
+  blocks of up to 32 MB come from its heap and stay resident once freed, so the default RSS peak depends on the
+  order of allocations and frees, not only on what is live. With the threshold fixed, RSS follows the live tensors.
 
 Usage: python benchmarks/bench_lm_loop.py [--repeats 2] [--rows 256] [--layers 4] [--width 256] [--threads 2]
 """
@@ -15,16 +26,21 @@ Usage: python benchmarks/bench_lm_loop.py [--repeats 2] [--rows 256] [--layers 4
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 
 SEQ, VOCAB, BATCH = 128, 8192, 8
 
 
-def _setup(args: argparse.Namespace):
+def _setup(args: argparse.Namespace, rows: int):
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -33,30 +49,27 @@ def _setup(args: argparse.Namespace):
     model = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_layer=args.layers, n_embd=args.width, n_head=4,
                                        n_positions=SEQ, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
     g = torch.Generator().manual_seed(1)
-    forget = torch.randint(0, VOCAB, (args.rows, SEQ), generator=g)
-    retain = torch.randint(0, VOCAB, (args.rows, SEQ), generator=g)
-    return model, forget, retain
+    forget = torch.randint(0, VOCAB, (args.rows, SEQ), generator=g)[:rows]
+    retain = torch.randint(0, VOCAB, (args.rows, SEQ), generator=g)[:rows]
+    return model, forget.clone(), retain.clone()
 
 
-def run_ours(args: argparse.Namespace) -> dict[str, float]:
+def prepare_ours(args: argparse.Namespace, rows: int) -> Callable[[], object]:
+    """Everything built; the returned call runs the epoch."""
     from obliviate.families.lm import LMUnlearnData, TokenData
     from obliviate.methods import build_method
 
-    model, forget, retain = _setup(args)
+    model, forget, retain = _setup(args, rows)
     data = LMUnlearnData(TokenData.from_rows(forget, pad_id=-1), TokenData.from_rows(retain, pad_id=-1))
     method = build_method("grad_diff", {"epochs": 1, "batch_size": BATCH, "retain_batch_size": BATCH, "lr": 1e-5})
-    from obliviate.profiling import track
-
-    with track("ours") as cost:
-        method.unlearn(model, data)
-    return {"wall_s": cost.wall_s, "peak_rss_mb": _peak_mb(), "added_mb": cost.peak_rss_mb - cost.start_rss_mb}
+    return lambda: method.unlearn(model, data)
 
 
-def run_trainer(args: argparse.Namespace) -> dict[str, float]:
+def prepare_trainer(args: argparse.Namespace, rows: int) -> Callable[[], object]:
     import torch
     from transformers import Trainer, TrainingArguments
 
-    model, forget, retain = _setup(args)
+    model, forget, retain = _setup(args, rows)
 
     class Pairs(torch.utils.data.Dataset):
         def __len__(self) -> int:
@@ -72,19 +85,39 @@ def run_trainer(args: argparse.Namespace) -> dict[str, float]:
             loss_r = model(input_ids=r, labels=r).loss
             return -loss_f + loss_r
 
-    with tempfile.TemporaryDirectory() as out:
-        targs = TrainingArguments(output_dir=out, per_device_train_batch_size=BATCH, num_train_epochs=1,
-                                  learning_rate=1e-5, weight_decay=0.01, lr_scheduler_type="constant",
-                                  save_strategy="no", report_to=[], logging_strategy="no", use_cpu=True,
-                                  dataloader_num_workers=0, optim="adamw_torch", seed=0, disable_tqdm=True,
-                                  remove_unused_columns=False)
-        trainer = GradDiffTrainer(model=model, args=targs, train_dataset=Pairs(),
-                                  data_collator=lambda rows: {k: torch.stack([r[k] for r in rows]) for k in rows[0]})
-        from obliviate.profiling import track
+    out = tempfile.mkdtemp(prefix="bench-lm-loop-")
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
+    targs = TrainingArguments(output_dir=out, per_device_train_batch_size=BATCH, num_train_epochs=1,
+                              learning_rate=1e-5, weight_decay=0.01, lr_scheduler_type="constant",
+                              save_strategy="no", report_to=[], logging_strategy="no", use_cpu=True,
+                              dataloader_num_workers=0, optim="adamw_torch", seed=0, disable_tqdm=True,
+                              remove_unused_columns=False)
+    trainer = GradDiffTrainer(model=model, args=targs, train_dataset=Pairs(),
+                              data_collator=lambda rows: {k: torch.stack([r[k] for r in rows]) for k in rows[0]})
+    return trainer.train
 
-        with track("trainer") as cost:
-            trainer.train()
-    return {"wall_s": cost.wall_s, "peak_rss_mb": _peak_mb(), "added_mb": cost.peak_rss_mb - cost.start_rss_mb}
+
+PREPARE = {"ours": prepare_ours, "trainer": prepare_trainer}
+PHASES = ("timed", "profiled", "malloc")
+FIXED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "131072"}  # glibc: a fixed threshold, no dynamic raise
+
+
+def run_timed(args: argparse.Namespace) -> dict[str, float]:
+    from memprobe import MemoryProbe
+
+    run = PREPARE[args.variant](args, args.rows if args.phase == "timed" else args.profile_rows)
+    with MemoryProbe("cpu") as probe:
+        t0 = time.perf_counter()
+        run()
+        wall = time.perf_counter() - t0
+    return {"wall_s": wall, **probe.result(), "process_peak_mb": _peak_mb()}
+
+
+def run_profiled(args: argparse.Namespace) -> dict[str, float]:
+    from memprobe import torch_cpu_peak
+
+    run = PREPARE[args.variant](args, args.profile_rows)
+    return torch_cpu_peak(run)[1]
 
 
 def _peak_mb() -> float:
@@ -97,35 +130,65 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--rows", type=int, default=256)
+    ap.add_argument("--profile-rows", type=int, default=32)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--variant", choices=["ours", "trainer"], default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--variant", choices=list(PREPARE), default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--phase", choices=PHASES, default="timed", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.variant:
-        print(json.dumps((run_ours if args.variant == "ours" else run_trainer)(args)))
+        print(json.dumps(run_profiled(args) if args.phase == "profiled" else run_timed(args)))
         return
-    base = [sys.executable, __file__, "--rows", str(args.rows), "--layers", str(args.layers), "--width",
-            str(args.width), "--threads", str(args.threads)]
-    res: dict[str, list[dict[str, float]]] = {"ours": [], "trainer": []}
+    base = [sys.executable, __file__, "--rows", str(args.rows), "--profile-rows", str(args.profile_rows), "--layers",
+            str(args.layers), "--width", str(args.width), "--threads", str(args.threads)]
+    res: dict[str, dict[str, list[dict[str, float]]]] = {v: {p: [] for p in PHASES} for v in PREPARE}
     for _ in range(args.repeats):
-        for v in ("ours", "trainer"):
-            out = subprocess.run([*base, "--variant", v], capture_output=True, text=True, check=True)
-            res[v].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        for v in PREPARE:
+            res[v]["timed"].append(_child([*base, "--variant", v, "--phase", "timed"]))
+    for phase in ("profiled", "malloc"):
+        for v in PREPARE:
+            res[v][phase].append(_child([*base, "--variant", v, "--phase", phase], FIXED_MALLOC if phase == "malloc"
+                                        else None))
     tokens = 2 * args.rows * SEQ  # forget + retain rows, one epoch
     print(f"GPT-2 {args.layers} layers x {args.width}, {args.rows} forget + {args.rows} retain rows of {SEQ} tokens, "
           f"batch {BATCH}+{BATCH}, {args.rows // BATCH} steps, {args.threads} threads, median of {args.repeats}")
+
+    def med(v: str, phase: str, key: str) -> float:
+        return statistics.median(r[key] for r in res[v][phase])
+
     summary = {}
-    for v in ("ours", "trainer"):
-        wall = statistics.median(r["wall_s"] for r in res[v])
-        peak = statistics.median(r["peak_rss_mb"] for r in res[v])
-        added = statistics.median(r["added_mb"] for r in res[v])
-        summary[v] = (wall, added)
-        runs = ", ".join(f"{r['wall_s']:.2f}" for r in res[v])
-        print(f"{v:>8}: {wall:7.2f} s  {tokens / wall:9.0f} tokens/s  memory added by the run {added:6.0f} MB  "
-              f"(process peak {peak:.0f} MB, imports included)  (runs: {runs})")
-    (w0, a0), (w1, a1) = summary["ours"], summary["trainer"]
-    print(f"throughput ours / Trainer: {w1 / w0:.2f}x; memory added ours / Trainer: {a0 / max(a1, 1e-9):.2f}x")
+    for v in PREPARE:
+        wall = med(v, "timed", "wall_s")
+        s = {"wall_s": wall, "best_wall_s": min(r["wall_s"] for r in res[v]["timed"]), "tokens_per_s": tokens / wall, "added_rss_mb": med(v, "timed", "added_rss_mb"),
+             "added_anon_mb": med(v, "timed", "added_anon_mb"), "trim_freed_mb": med(v, "timed", "trim_freed_mb"),
+             "fixed_malloc_added_mb": med(v, "malloc", "added_rss_mb"), "peak_rss_mb": med(v, "timed", "peak_rss_mb"),
+             "process_peak_mb": med(v, "timed", "process_peak_mb"),
+             "torch_peak_added_mb": med(v, "profiled", "torch_peak_added_mb")}
+        summary[v] = s
+        runs = ", ".join(f"{r['wall_s']:.2f}" for r in res[v]["timed"])
+        print(f"{v:>8}: {wall:6.2f} s {s['tokens_per_s']:6.0f} tokens/s | memory added by the run: RSS "
+              f"{s['added_rss_mb']:4.0f} MB (anon {s['added_anon_mb']:4.0f}; free malloc memory before the run "
+              f"{s['trim_freed_mb']:.0f} MB), with a fixed mmap threshold {s['fixed_malloc_added_mb']:4.0f} MB, torch "
+              f"tensors {s['torch_peak_added_mb']:4.0f} MB | peak RSS {s['peak_rss_mb']:.0f} MB (runs: {runs})")
+    o, t = summary["ours"], summary["trainer"]
+    print(f"throughput ours / Trainer: {t['wall_s'] / o['wall_s']:.2f}x (median), "
+          f"{t['best_wall_s'] / o['best_wall_s']:.2f}x (fastest runs); memory added ours / Trainer: RSS "
+          f"{o['added_rss_mb'] / t['added_rss_mb']:.2f}x, torch tensors "
+          f"{o['torch_peak_added_mb'] / t['torch_peak_added_mb']:.2f}x, RSS with a fixed mmap threshold "
+          f"{o['fixed_malloc_added_mb'] / t['fixed_malloc_added_mb']:.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"summary": summary, "runs": res}, f, indent=2)
+
+
+def _child(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                         env=None if env is None else {**os.environ, **env})
+    if out.returncode != 0:
+        sys.exit(f"{' '.join(cmd[-4:])} failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":
