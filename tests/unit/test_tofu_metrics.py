@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from obliviate.errors import ObliviateError
-from obliviate.metrics import tofu
+from obliviate.metrics import tofu, tofu_eval
 from obliviate.metrics.tofu import (
     MODEL_UTILITY_KEYS,
     aggregate_truth_ratio,
@@ -197,20 +197,20 @@ def test_generation_post_processing():
 def test_saved_evaluation_round_trip_and_refusals(tmp_path):
     path = tmp_path / "retain_eval.json"
     ids = {"benchmark": "tofu_like", "benchmark_version": "1.0", "forget_split": "forget05", "tokenizer_hash": "abc"}
-    tofu.save_tofu_eval(path, [0.5, 2.0, 1.25], tokenizer_name="tiny-bpe", metrics={"model_utility": 0.6}, **ids)
-    np.testing.assert_array_equal(tofu.load_reference_truth_ratios(path, **ids), [0.5, 2.0, 1.25])
+    tofu_eval.save_tofu_eval(path, [0.5, 2.0, 1.25], tokenizer_name="tiny-bpe", metrics={"model_utility": 0.6}, **ids)
+    np.testing.assert_array_equal(tofu_eval.load_reference_truth_ratios(path, **ids), [0.5, 2.0, 1.25])
     with pytest.raises(ObliviateError, match=r"benchmark version '1.0' \(expected '1.1'\)"):
-        tofu.load_reference_truth_ratios(path, **{**ids, "benchmark_version": "1.1"})
+        tofu_eval.load_reference_truth_ratios(path, **{**ids, "benchmark_version": "1.1"})
     with pytest.raises(ObliviateError, match=r"tokenizer 'abc' \(expected 'xyz'\).*tiny-bpe"):
-        tofu.load_reference_truth_ratios(path, **{**ids, "tokenizer_hash": "xyz"})
+        tofu_eval.load_reference_truth_ratios(path, **{**ids, "tokenizer_hash": "xyz"})
     with pytest.raises(ObliviateError, match="forget split"):
-        tofu.load_reference_truth_ratios(path, **{**ids, "forget_split": "forget10"})
+        tofu_eval.load_reference_truth_ratios(path, **{**ids, "forget_split": "forget10"})
     with pytest.raises(ObliviateError, match="truth-ratio version"):
-        tofu.load_reference_truth_ratios(path, **ids, truth_ratio_version="arithmetic")
+        tofu_eval.load_reference_truth_ratios(path, **ids, truth_ratio_version="arithmetic")
     other = tmp_path / "other.json"
     other.write_text('{"forget_truth_ratio": {"value_by_index": {}}}')
     with pytest.raises(ObliviateError, match="not a saved TOFU evaluation"):
-        tofu.load_reference_truth_ratios(other, **ids)
+        tofu_eval.load_reference_truth_ratios(other, **ids)
 
 
 # --- model level, on a tiny HF GPT-2 ------------------------------------------------------------------------------
@@ -236,7 +236,7 @@ def test_model_level_scorers_end_to_end(tiny_hf_lm, tmp_path):
 
     tok = AutoTokenizer.from_pretrained(tiny_hf_lm, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(tiny_hf_lm).train()
-    splits = {name: tofu.tofu_split_data(_items(3, name in ("forget", "retain")), tok, name)
+    splits = {name: tofu_eval.tofu_split_data(_items(3, name in ("forget", "retain")), tok, name)
               for name in tofu.SPLITS}
     assert splits["real_authors"].correct is splits["real_authors"].answer  # the original answer is "correct" there
     # qa_rows: the prompt is not scored, the answer is, and the last scored label is the EOS
@@ -244,7 +244,7 @@ def test_model_level_scorers_end_to_end(tiny_hf_lm, tmp_path):
     first = int((ans.labels[0] != -100).nonzero()[0])
     assert ans.labels[0, first:int(ans.attention_mask[0].sum())].tolist()[-1] == tok.eos_token_id
 
-    scores = {n: tofu.score_tofu_split(model, tok, s, max_new_tokens=5) for n, s in splits.items()}
+    scores = {n: tofu_eval.score_tofu_split(model, tok, s, max_new_tokens=5) for n, s in splits.items()}
     assert model.training  # the train/eval mode is restored
     f = scores["forget"]
     assert f.perturbed_loss.shape == (3, 2) and f.answer.extraction_strength.shape == (3,)
@@ -257,26 +257,26 @@ def test_model_level_scorers_end_to_end(tiny_hf_lm, tmp_path):
     # padding makes could flip an argmax (the batched decoder itself is tested with text_generation)
     prompts = [ans.input_ids[i, : int((ans.labels[i] != -100).nonzero()[0])].tolist() for i in range(3)]
     hf = generate_reference(model.eval(), prompts, 5, tok.eos_token_id, (tok.eos_token_id,))  # eval: no dropout
-    ours = tofu.rouge_eval(model, tok, ans, max_new_tokens=5, batch_size=1)
+    ours = tofu_eval.rouge_eval(model, tok, ans, max_new_tokens=5, batch_size=1)
     assert [r["generation"] for r in ours] == [decode_tokens(tok, h).strip() for h in hf]
     assert [r["ground_truth"] for r in f.rouge] == ["the blue cat", "the green cat", "the paris cat"]
     with pytest.raises(ObliviateError, match="positions"):  # 200 new tokens do not fit GPT-2's 128 positions
-        tofu.rouge_eval(model, tok, ans)
+        tofu_eval.rouge_eval(model, tok, ans)
 
     # the retain model's saved evaluation (here: the same model) as the forget-quality reference
-    fp = tofu.tokenizer_fingerprint(tok)
+    fp = tofu_eval.tokenizer_fingerprint(tok)
     ids = {"benchmark": "tofu_like", "benchmark_version": "1.0", "forget_split": "forget01", "tokenizer_hash": fp}
-    tofu.save_tofu_eval(tmp_path / "retain.json", f.truth_ratios(), **ids)
-    ref_tr = tofu.load_reference_truth_ratios(tmp_path / "retain.json", **ids)
-    summary = tofu.tofu_summary(scores, reference_truth_ratios=ref_tr)
+    tofu_eval.save_tofu_eval(tmp_path / "retain.json", f.truth_ratios(), **ids)
+    ref_tr = tofu_eval.load_reference_truth_ratios(tmp_path / "retain.json", **ids)
+    summary = tofu_eval.tofu_summary(scores, reference_truth_ratios=ref_tr)
     assert summary["forget_quality_pvalue"] == pytest.approx(1.0)  # identical samples
     assert summary["forget_quality_log10"] == pytest.approx(0.0, abs=1e-12)
     assert 0.0 <= summary["model_utility"] <= 1.0
     assert summary["model_utility"] == pytest.approx(model_utility(summary))
     assert set(MODEL_UTILITY_KEYS) <= set(summary) and "extraction_strength" in summary
-    arith = tofu.tofu_summary(scores, version="arithmetic")
+    arith = tofu_eval.tofu_summary(scores, version="arithmetic")
     assert arith["forget_truth_ratio"] == pytest.approx(
         aggregate_truth_ratio(f.truth_ratios("arithmetic"), "closer_to_1_better", "arithmetic"))
     # a different chat template is a different tokenizer for the saved evaluation
     tok.chat_template = "{{ messages }}"
-    assert tofu.tokenizer_fingerprint(tok) != fp
+    assert tofu_eval.tokenizer_fingerprint(tok) != fp

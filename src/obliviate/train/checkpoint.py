@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor, nn
 
 from obliviate.errors import ObliviateError
 
@@ -120,3 +121,52 @@ def describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
 def _short(x: Any) -> str:
     s = repr(x)
     return s if len(s) <= 40 else s[:37] + "..."
+
+
+# --- what goes into a checkpoint, and back -------------------------------------------------------------------------
+
+
+def rng_state(device: torch.device) -> dict[str, Tensor]:
+    out = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        out["cuda"] = torch.cuda.get_rng_state(device)
+    return out
+
+
+def snapshot(done: int, logs: list[dict[str, float]], model: nn.Module, opt: torch.optim.Optimizer,
+              scaler: Any, stream: Any, guard: Any, state: Any,
+              world: Any) -> dict[str, Any]:
+    rng = rng_state(next(model.parameters()).device)
+    from obliviate.train.distributed import gather_objects
+
+    rngs = gather_objects(rng, world)  # every rank's dropout state (rank order)
+    return {
+        "epoch": done,
+        "logs": logs,
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "method": state.state_dict() if state is not None and hasattr(state, "state_dict") else None,
+        "guard": guard.state_dict() if guard is not None else None,
+        "retain_stream": [stream.pass_no, stream.pos],
+        "rng": rngs,
+        "world_size": world.size,
+    }
+
+
+def restore(ck: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer, scaler: Any, stream: Any,
+             guard: Any, state: Any, world: Any, device: torch.device) -> tuple[int, list]:
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    if scaler is not None and ck.get("scaler") is not None:
+        scaler.load_state_dict(ck["scaler"])
+    if state is not None and ck.get("method") is not None:
+        state.load_state_dict(ck["method"])
+    if guard is not None and ck.get("guard") is not None:
+        guard.load_state_dict(ck["guard"])
+    stream.seek(*ck["retain_stream"])
+    rng = ck["rng"][world.rank]
+    torch.set_rng_state(rng["cpu"])
+    if "cuda" in rng and device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], device)
+    return int(ck["epoch"]), list(ck["logs"])

@@ -11,17 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from obliviate.errors import ObliviateError
-from obliviate.families.lm import ForgetRetainBatch, LMUnlearnData, TokenData, batch_of
+from obliviate.families.lm import LMUnlearnData
 from obliviate.profiling import track
-from obliviate.train.batching import epoch_permutation
-from obliviate.train.checkpoint import Checkpointing
+from obliviate.train.batching import RetainStream, forget_retain_batches, group_batches
+from obliviate.train.checkpoint import Checkpointing, restore, snapshot
 from obliviate.train.distributed import (
     World,
     all_reduce_gradients,
@@ -31,9 +31,9 @@ from obliviate.train.distributed import (
     broadcast_object,
     current_world,
     dist_backend_is_nccl,
-    gather_objects,
     local_device,
 )
+from obliviate.train.stop import threshold_stop
 from obliviate.types import UnlearnResult
 
 B = TypeVar("B")
@@ -96,35 +96,6 @@ def make_optimizer(params: Iterable[nn.Parameter], cfg: OptimConfig) -> torch.op
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
-
-
-@dataclass
-class StepGroup(Generic[B]):
-    """The batches of one optimizer step that this process runs, and how many the step has across all processes
-    (``total``: each batch's loss is divided by it, so the summed gradient is the mean over the step's batches).
-    ``numbers``: each batch's 1-based number within the epoch (for error messages)."""
-
-    batches: list[B]
-    total: int
-    numbers: list[int]
-    weights: list[float] | None = None  # each batch's loss multiplier (None: 1 / total); 0 = a stand-in batch
-
-
-def group_batches(batches: Iterable[B], grad_accum: int) -> Iterator[StepGroup[B]]:
-    """A single process's steps: ``grad_accum`` consecutive batches each (the epoch's last step may have fewer)."""
-    group: list[B] = []
-    n = 0
-    for batch in batches:
-        if isinstance(batch, StepGroup):  # the caller grouped them already (several processes)
-            yield batch
-            continue
-        group.append(batch)
-        n += 1
-        if len(group) == grad_accum:
-            yield StepGroup(group, len(group), list(range(n - len(group) + 1, n + 1)))
-            group = []
-    if group:
-        yield StepGroup(group, len(group), list(range(n - len(group) + 1, n + 1)))
 
 
 def make_scaler(precision: str, device_type: str) -> torch.amp.GradScaler | None:
@@ -279,126 +250,6 @@ def autocast_dtype(precision: str, device_type: str) -> torch.dtype | None:
     raise ObliviateError(f"unknown precision {precision!r} (valid: {', '.join(PRECISIONS)})")
 
 
-class KeepAboveThreshold:
-    """The stop rule "keep the last model whose metric is still >= threshold; stop once it falls below", evaluated
-    at the start of every epoch (= after the previous one) and once more at the end (:meth:`finish`). Used as
-    ``run_epochs(before_epoch=...)``. The state kept is a copy of ``model.state_dict()``."""
-
-    def __init__(self, model: nn.Module, evaluate: Callable[[nn.Module], dict[str, float]], metric: str,
-                 threshold: float) -> None:
-        self.model, self.evaluate, self.metric, self.threshold = model, evaluate, metric, threshold
-        self.kept_epoch: int | None = None
-        self.kept_value: float | None = None
-        self.stopped_at: int | None = None
-        self._state: dict[str, Tensor] | None = None
-        self.trace: list[dict[str, float]] = []
-
-    def __call__(self, epoch: int) -> bool:
-        if self.stopped_at is not None:
-            return False
-        scores = self.evaluate(self.model)
-        if self.metric not in scores:
-            raise ObliviateError(f"stop_metric {self.metric!r} is not among the evaluated metrics "
-                                 f"({', '.join(sorted(scores)) or 'none'})")
-        value = float(scores[self.metric])
-        self.trace.append({"epoch": float(epoch), self.metric: value})
-        if value < self.threshold and self._state is not None:
-            self.model.load_state_dict(self._state)
-            self.stopped_at = epoch
-            return False
-        self._state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        self.kept_epoch, self.kept_value = epoch, value
-        return True
-
-    def finish(self, epochs_done: int) -> None:
-        self(epochs_done)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"kept_epoch": self.kept_epoch, "kept_value": self.kept_value, "stopped_at": self.stopped_at,
-                "trace": self.trace, "state": self._state}
-
-    def load_state_dict(self, st: dict[str, Any]) -> None:
-        self.kept_epoch, self.kept_value, self.stopped_at = st["kept_epoch"], st["kept_value"], st["stopped_at"]
-        self.trace, self._state = list(st["trace"]), st["state"]
-
-    def info(self) -> dict[str, Any]:
-        return {"stop_metric": self.metric, "stop_below": self.threshold, "kept_epoch": self.kept_epoch,
-                "kept_value": self.kept_value, "stopped_at": self.stopped_at, "stop_trace": self.trace}
-
-
-class RetainStream:
-    """Endless reshuffled stream over the retain rows; the k-th pass uses permutation (seed, k)."""
-
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed, self.pass_no, self.pos = n, seed, 0, 0
-        self.perm = epoch_permutation(n, seed, 0) if n else torch.empty(0, dtype=torch.long)
-
-    def seek(self, pass_no: int, pos: int) -> None:
-        """Continue from a saved position (``pass_no``, ``pos``): the permutation is recomputed from the seed."""
-        self.pass_no, self.pos = int(pass_no), int(pos)
-        if self.n:
-            self.perm = epoch_permutation(self.n, self.seed, self.pass_no)
-
-    def take(self, k: int) -> Tensor:
-        """The next ``k`` row indices (wrapping into a fresh permutation at the end of each pass)."""
-        if k == 0 or self.n == 0:
-            return torch.empty(0, dtype=torch.long)
-        parts, need = [], k
-        while need > 0:
-            if self.pos >= self.n:
-                self.pass_no += 1
-                self.perm = epoch_permutation(self.n, self.seed, self.pass_no)
-                self.pos = 0
-            take = min(need, self.n - self.pos)
-            parts.append(self.perm[self.pos : self.pos + take])
-            self.pos += take
-            need -= take
-        return torch.cat(parts)
-
-
-def forget_retain_batches(data: LMUnlearnData, cfg: LoopConfig, seed: int, use_retain: bool,
-                          device: torch.device, world: World | None = None,
-                          stream: RetainStream | None = None) -> Callable[[int], Iterator[StepGroup[ForgetRetainBatch]]]:
-    """Epoch -> its steps: the forget set in (seed, epoch) order cut into chunks of ``batch_size`` rows, each chunk
-    with the next ``retain_batch_size`` rows of a retain stream (seeded apart from the forget order, so the two
-    orders are not correlated); ``grad_accum * world.size`` chunks per optimizer step, chunk ``c`` of a step on
-    rank ``c % world.size``. Every rank walks the whole stream, so the rows each chunk gets do not depend on the
-    number of processes: N processes see exactly what one process sees with ``grad_accum * N``. ``stream``: the
-    retain stream to continue (a resumed run), else a fresh one."""
-    world = world or World()
-    retain: TokenData | None = data.retain if use_retain and cfg.retain_batch_size > 0 else None
-    if stream is None:
-        stream = RetainStream(len(retain) if retain is not None else 0, seed + 7919)
-    n = len(data.forget)
-    per_step = cfg.grad_accum * world.size
-
-    def epoch_batches(epoch: int) -> Iterator[StepGroup[ForgetRetainBatch]]:
-        perm = epoch_permutation(n, seed, epoch)
-        starts = list(range(0, n, cfg.batch_size))
-        for g in range(0, len(starts), per_step):
-            chunk_starts = starts[g : g + per_step]
-            mine: list[ForgetRetainBatch] = []
-            numbers: list[int] = []
-            ridxs = [stream.take(cfg.retain_batch_size) if retain is not None else None for _ in chunk_starts]
-            total = len(chunk_starts)
-            mine_j = list(range(world.rank, total, world.size))
-            weights = None
-            if world.sharded:  # FSDP averages over ranks in every backward: scale by size / total, and every rank
-                slots = -(-total // world.size)  # runs the same number of batches (stand-ins weigh 0)
-                weights = [world.size / total] * len(mine_j) + [0.0] * (slots - len(mine_j))
-                mine_j += [0] * (slots - len(mine_j))
-            for j in mine_j:
-                forget = batch_of(data.forget, perm[chunk_starts[j] : chunk_starts[j] + cfg.batch_size]).to(device)
-                ridx = ridxs[j]
-                rb = batch_of(retain, ridx).to(device) if retain is not None and ridx is not None else None
-                mine.append(ForgetRetainBatch(forget, rb))
-                numbers.append(g + j + 1)
-            yield StepGroup(mine, total, numbers, weights)
-
-    epoch_batches.stream = stream  # type: ignore[attr-defined]  # its position goes into checkpoints
-    return epoch_batches
-
-
 @contextmanager
 def seeded_rng(seed: int, device: torch.device | None = None) -> Iterator[None]:
     """Run the body with torch's global generator(s) seeded from ``seed`` and restore them after: dropout (on in
@@ -408,17 +259,6 @@ def seeded_rng(seed: int, device: torch.device | None = None) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
-
-
-def threshold_stop(model: nn.Module, cfg: Any, evaluate: Callable[[nn.Module], dict[str, float]] | None,
-                   desc: str) -> KeepAboveThreshold | None:
-    """The config's stop rule (``stop_metric`` / ``stop_below``), or None; an error when it needs an evaluator."""
-    if getattr(cfg, "stop_metric", None) is None:
-        return None
-    if evaluate is None:
-        raise ObliviateError(f"{desc}: method.stop_metric={cfg.stop_metric!r} needs an evaluation callback "
-                             "(RunContext.evaluate) to measure it after each epoch")
-    return KeepAboveThreshold(model, evaluate, cfg.stop_metric, float(cfg.stop_below))
 
 
 def run_unlearning(model: nn.Module, params: list[nn.Parameter], loss_fn: StepLoss, data: LMUnlearnData,
@@ -460,7 +300,7 @@ def run_unlearning(model: nn.Module, params: list[nn.Parameter], loss_fn: StepLo
         resumed = checkpointing.load(cfg.epochs)
     with track("unlearn") as cost, seeded_rng(rank_seed, device):
         if resumed is not None:
-            start_epoch, logs = _restore(resumed, model, opt, scaler, stream, guard, state, world, device)
+            start_epoch, logs = restore(resumed, model, opt, scaler, stream, guard, state, world, device)
         hint = ""
         if checkpointing is not None:
             hint = f"; the last checkpoint is {str(checkpointing.path)!r}"
@@ -473,9 +313,9 @@ def run_unlearning(model: nn.Module, params: list[nn.Parameter], loss_fn: StepLo
                 state.on_epoch_end(done, model)
             if checkpointing is None or not (done % checkpointing.every == 0 or done == cfg.epochs):
                 return
-            snapshot = _snapshot(done, logs_so_far, model, opt, scaler, stream, guard, state, world)
+            state_now = snapshot(done, logs_so_far, model, opt, scaler, stream, guard, state, world)
             if world.main:
-                checkpointing.save(snapshot)
+                checkpointing.save(state_now)
             barrier(world)
 
         logs = logs + run_epochs(model, params, opt, loss_fn, batches, cfg.epochs, start_epoch=start_epoch,
@@ -496,47 +336,3 @@ def run_unlearning(model: nn.Module, params: list[nn.Parameter], loss_fn: StepLo
         info.update(guard.info())
     return UnlearnResult(model=model, logs=logs, info=info, wall_s=cost.wall_s, peak_rss_mb=cost.peak_rss_mb,
                          stopped_at=guard.stopped_at if guard is not None else None)
-
-
-def _rng_state(device: torch.device) -> dict[str, Tensor]:
-    out = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        out["cuda"] = torch.cuda.get_rng_state(device)
-    return out
-
-
-def _snapshot(done: int, logs: list[dict[str, float]], model: nn.Module, opt: torch.optim.Optimizer,
-              scaler: Any, stream: RetainStream, guard: KeepAboveThreshold | None, state: Any,
-              world: World) -> dict[str, Any]:
-    rng = _rng_state(next(model.parameters()).device)
-    rngs = gather_objects(rng, world)  # every rank's dropout state (rank order)
-    return {
-        "epoch": done,
-        "logs": logs,
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "method": state.state_dict() if state is not None and hasattr(state, "state_dict") else None,
-        "guard": guard.state_dict() if guard is not None else None,
-        "retain_stream": [stream.pass_no, stream.pos],
-        "rng": rngs,
-        "world_size": world.size,
-    }
-
-
-def _restore(ck: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer, scaler: Any, stream: RetainStream,
-             guard: KeepAboveThreshold | None, state: Any, world: World, device: torch.device) -> tuple[int, list]:
-    model.load_state_dict(ck["model"])
-    opt.load_state_dict(ck["optimizer"])
-    if scaler is not None and ck.get("scaler") is not None:
-        scaler.load_state_dict(ck["scaler"])
-    if state is not None and ck.get("method") is not None:
-        state.load_state_dict(ck["method"])
-    if guard is not None and ck.get("guard") is not None:
-        guard.load_state_dict(ck["guard"])
-    stream.seek(*ck["retain_stream"])
-    rng = ck["rng"][world.rank]
-    torch.set_rng_state(rng["cpu"])
-    if "cuda" in rng and device.type == "cuda":
-        torch.cuda.set_rng_state(rng["cuda"], device)
-    return int(ck["epoch"]), list(ck["logs"])
