@@ -2,10 +2,19 @@
 same loss (GradDiff: -NLL(forget) + NLL(retain)) on the same model and data, side by side in one run (issue 9).
 
 Each variant runs in its own fresh Python process, alternating, ``--repeats`` times; medians are reported. Model: a
-GPT-2 built from a config (``--layers``, ``--width``, vocabulary 8192, 128-token rows of random ids); forget and
-retain ``--rows`` rows each; batch 8 forget + 8 retain rows per step, one epoch (the same number of optimizer steps
-on both sides), AdamW lr 1e-5, weight decay 0.01, constant lr. Tokens/s counts every token fed to the model
-(forget + retain). Goal: ours >= 1.5x the Trainer's throughput at <= its memory. Run it on an otherwise idle machine.
+GPT-2 built from a config (``--layers``, ``--width``, ``--vocab``); forget and retain ``--rows`` rows each; batch 8
+forget + 8 retain rows per step, one epoch (the same optimizer steps on both sides), AdamW lr 1e-5, weight decay
+0.01, constant lr. Data (``--data``):
+
+* ``qa`` (default): question-answer rows as unlearning benchmarks have them -- a prompt of 16-64 tokens (not
+  scored, label -100) and an answer of 16-64 tokens (scored), random ids, right-padded to the longest row of each
+  batch on both sides (the Trainer gets a collator that pads to the batch's longest row, as open-unlearning's does).
+  The Trainer subclass calls ``model(input_ids, attention_mask, labels).loss``, so the LM head and the float32
+  softmax run on every position; ours runs them only from the first scored position on (``logits_to_keep``).
+* ``full``: 128-token rows scored everywhere (pre-training-like): nothing to skip, both do the same maths.
+
+Tokens/s counts every non-padding token fed to the model (forget + retain). Goal: ours >= 1.5x the Trainer's
+throughput at <= its memory. Run it on an otherwise idle machine.
 
 Memory (see ``memprobe.py``), measured around the training call only (model, data and Trainer already built):
 
@@ -20,7 +29,8 @@ Memory (see ``memprobe.py``), measured around the training call only (model, dat
   blocks of up to 32 MB come from its heap and stay resident once freed, so the default RSS peak depends on the
   order of allocations and frees, not only on what is live. With the threshold fixed, RSS follows the live tensors.
 
-Usage: python benchmarks/bench_lm_loop.py [--repeats 2] [--rows 256] [--layers 4] [--width 256] [--threads 2]
+Usage: python benchmarks/bench_lm_loop.py [--data qa|full] [--vocab 49152] [--repeats 2] [--rows 256] [--layers 4]
+       [--width 256] [--threads 2]
 """
 
 from __future__ import annotations
@@ -37,7 +47,25 @@ import tempfile
 import time
 from collections.abc import Callable
 
-SEQ, VOCAB, BATCH = 128, 8192, 8
+SEQ, BATCH = 128, 8
+PROMPT, ANSWER = (16, 64), (16, 64)  # token ranges of the qa rows' parts (inclusive)
+
+
+def _rows(args: argparse.Namespace, rows: int, seed: int) -> tuple[list[list[int]], list[int]]:
+    """(token lists, prompt lengths): the first ``rows`` of a fixed draw of ``args.rows`` rows."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    seqs, plens = [], []
+    for _ in range(args.rows):
+        if args.data == "qa":
+            p = int(torch.randint(PROMPT[0], PROMPT[1] + 1, (1,), generator=g))
+            n = p + int(torch.randint(ANSWER[0], ANSWER[1] + 1, (1,), generator=g))
+        else:
+            p, n = 0, SEQ
+        seqs.append(torch.randint(1, args.vocab, (n,), generator=g).tolist())
+        plens.append(p)
+    return seqs[:rows], plens[:rows]
 
 
 def _setup(args: argparse.Namespace, rows: int):
@@ -46,12 +74,24 @@ def _setup(args: argparse.Namespace, rows: int):
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_layer=args.layers, n_embd=args.width, n_head=4,
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=args.vocab, n_layer=args.layers, n_embd=args.width, n_head=4,
                                        n_positions=SEQ, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
-    g = torch.Generator().manual_seed(1)
-    forget = torch.randint(0, VOCAB, (args.rows, SEQ), generator=g)[:rows]
-    retain = torch.randint(0, VOCAB, (args.rows, SEQ), generator=g)[:rows]
-    return model, forget.clone(), retain.clone()
+    return model, _rows(args, rows, 1), _rows(args, rows, 2)
+
+
+def _padded(seqs: list[list[int]], plens: list[int]):
+    """Right-padded (input_ids, attention_mask, labels) of a batch, padded to its longest row (pad id 0)."""
+    import torch
+
+    T = max(len(s) for s in seqs)
+    ids = torch.zeros((len(seqs), T), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    for i, (s, p) in enumerate(zip(seqs, plens)):
+        ids[i, :len(s)] = torch.tensor(s)
+        mask[i, :len(s)] = 1
+        labels[i, p:len(s)] = ids[i, p:len(s)]
+    return ids, mask, labels
 
 
 def prepare_ours(args: argparse.Namespace, rows: int) -> Callable[[], object]:
@@ -60,7 +100,7 @@ def prepare_ours(args: argparse.Namespace, rows: int) -> Callable[[], object]:
     from obliviate.methods import build_method
 
     model, forget, retain = _setup(args, rows)
-    data = LMUnlearnData(TokenData.from_rows(forget, pad_id=-1), TokenData.from_rows(retain, pad_id=-1))
+    data = LMUnlearnData(*(TokenData.from_sequences(seqs, 0, plens) for seqs, plens in (forget, retain)))
     method = build_method("grad_diff", {"epochs": 1, "batch_size": BATCH, "retain_batch_size": BATCH, "lr": 1e-5})
     return lambda: method.unlearn(model, data)
 
@@ -73,16 +113,24 @@ def prepare_trainer(args: argparse.Namespace, rows: int) -> Callable[[], object]
 
     class Pairs(torch.utils.data.Dataset):
         def __len__(self) -> int:
-            return forget.shape[0]
+            return len(forget[0])
 
-        def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-            return {"forget": forget[i], "retain": retain[i]}
+        def __getitem__(self, i: int) -> dict[str, object]:
+            return {"forget": (forget[0][i], forget[1][i]), "retain": (retain[0][i], retain[1][i])}
+
+    def collate(items: list[dict[str, object]]) -> dict[str, torch.Tensor]:
+        out = {}
+        for k in ("forget", "retain"):
+            ids, mask, labels = _padded([it[k][0] for it in items], [it[k][1] for it in items])
+            out.update({f"{k}_ids": ids, f"{k}_mask": mask, f"{k}_labels": labels})
+        return out
 
     class GradDiffTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            f, r = inputs["forget"], inputs["retain"]
-            loss_f = model(input_ids=f, labels=f).loss
-            loss_r = model(input_ids=r, labels=r).loss
+            loss_f = model(input_ids=inputs["forget_ids"], attention_mask=inputs["forget_mask"],
+                           labels=inputs["forget_labels"]).loss
+            loss_r = model(input_ids=inputs["retain_ids"], attention_mask=inputs["retain_mask"],
+                           labels=inputs["retain_labels"]).loss
             return -loss_f + loss_r
 
     out = tempfile.mkdtemp(prefix="bench-lm-loop-")
@@ -92,8 +140,7 @@ def prepare_trainer(args: argparse.Namespace, rows: int) -> Callable[[], object]
                               save_strategy="no", report_to=[], logging_strategy="no", use_cpu=True,
                               dataloader_num_workers=0, optim="adamw_torch", seed=0, disable_tqdm=True,
                               remove_unused_columns=False)
-    trainer = GradDiffTrainer(model=model, args=targs, train_dataset=Pairs(),
-                              data_collator=lambda rows: {k: torch.stack([r[k] for r in rows]) for k in rows[0]})
+    trainer = GradDiffTrainer(model=model, args=targs, train_dataset=Pairs(), data_collator=collate)
     return trainer.train
 
 
@@ -128,6 +175,8 @@ def _peak_mb() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", choices=("qa", "full"), default="qa")
+    ap.add_argument("--vocab", type=int, default=49152, help="vocabulary size (default SmolLM2's)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--rows", type=int, default=256)
     ap.add_argument("--profile-rows", type=int, default=32)
@@ -141,7 +190,7 @@ def main() -> None:
     if args.variant:
         print(json.dumps(run_profiled(args) if args.phase == "profiled" else run_timed(args)))
         return
-    base = [sys.executable, __file__, "--rows", str(args.rows), "--profile-rows", str(args.profile_rows), "--layers",
+    base = [sys.executable, __file__, "--data", args.data, "--vocab", str(args.vocab), "--rows", str(args.rows), "--profile-rows", str(args.profile_rows), "--layers",
             str(args.layers), "--width", str(args.width), "--threads", str(args.threads)]
     res: dict[str, dict[str, list[dict[str, float]]]] = {v: {p: [] for p in PHASES} for v in PREPARE}
     for _ in range(args.repeats):
@@ -151,9 +200,12 @@ def main() -> None:
         for v in PREPARE:
             res[v][phase].append(_child([*base, "--variant", v, "--phase", phase], FIXED_MALLOC if phase == "malloc"
                                         else None))
-    tokens = 2 * args.rows * SEQ  # forget + retain rows, one epoch
-    print(f"GPT-2 {args.layers} layers x {args.width}, {args.rows} forget + {args.rows} retain rows of {SEQ} tokens, "
-          f"batch {BATCH}+{BATCH}, {args.rows // BATCH} steps, {args.threads} threads, median of {args.repeats}")
+    tokens = sum(len(r) for seed in (1, 2) for r in _rows(args, args.rows, seed)[0])  # forget + retain, one epoch
+    shape = (f"{args.data} rows (prompt {PROMPT[0]}-{PROMPT[1]} + answer {ANSWER[0]}-{ANSWER[1]} tokens)"
+             if args.data == "qa" else f"rows of {SEQ} tokens, all scored")
+    print(f"GPT-2 {args.layers} layers x {args.width}, vocabulary {args.vocab}, {args.rows} forget + {args.rows} "
+          f"retain {shape}, batch {BATCH}+{BATCH}, {args.rows // BATCH} steps, {args.threads} threads, median of "
+          f"{args.repeats}")
 
     def med(v: str, phase: str, key: str) -> float:
         return statistics.median(r[key] for r in res[v][phase])

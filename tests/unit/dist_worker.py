@@ -40,11 +40,16 @@ def main(out: str, method: str, params: dict, poison_rank: int, config: str | No
             return {"forget_drift": start["v"] - v}
 
         params = {**params, "stop_metric": "forget_drift", "stop_below": stop}
+    ckpt = params.pop("_ckpt", None)  # {"dir", "resume", "kill_after": loss calls per rank before a kill}
     m = build_method(method, params)
     seen: list[list[int]] = []
     loss = m.loss
+    calls = [0]
 
     def recording(mod, batch):
+        calls[0] += 1
+        if ckpt is not None and ckpt.get("kill_after") is not None and calls[0] > ckpt["kill_after"]:
+            raise KeyboardInterrupt  # every rank at the same call, as a killed job stops
         if batch.retain is not None:
             seen.append(batch.retain.index.tolist())
         value, stats = loss(mod, batch)
@@ -53,12 +58,17 @@ def main(out: str, method: str, params: dict, poison_rank: int, config: str | No
         return value, stats
 
     m.loss = recording
+    ctx = RunContext(seed=3, evaluate=evaluate)
+    if ckpt is not None:
+        ctx = RunContext(seed=3, evaluate=evaluate, checkpoint_dir=ckpt["dir"], resume=ckpt.get("resume", False))
     try:
-        res = m.unlearn(model, data, RunContext(seed=3, evaluate=evaluate))
+        res = m.unlearn(model, data, ctx)
         doc = {"state": full_state_dict(model, current_world()), "logs": res.logs, "info": res.info}
         doc["param_type"] = type(next(model.parameters())).__name__  # DTensor when FSDP sharded it
     except ObliviateError as exc:
         doc = {"error": str(exc)}
+    except KeyboardInterrupt:
+        doc = {"killed": calls[0]}
     all_seen = gather_objects(seen, current_world())
     if world.main:
         doc["seen"] = all_seen

@@ -119,8 +119,16 @@ class LMBatch:
         return {"input_ids": self.input_ids, "attention_mask": m, "position_ids": (m.cumsum(1) - 1).clamp_min(0)}
 
     def logits(self, model: nn.Module) -> Tensor:
-        """(B, T, V) logits of ``model`` on this batch."""
+        """(B, T, V) logits of ``model`` on this batch (every position: for losses over all attended positions, e.g.
+        the KL retain penalty). Losses over scored positions only use :meth:`scored_logits`."""
         return model(**self.model_inputs()).logits
+
+    def scored_logits(self, model: nn.Module) -> tuple[Tensor, Tensor]:
+        """(logits (B, K, V), labels (B, K)) over each row's scored span only (see :mod:`obliviate.families.scored`):
+        for losses that read logits only where a target is scored; same value, less work (prompts are skipped)."""
+        from obliviate.families.scored import scored_logits
+
+        return scored_logits(model, self.model_inputs(), self.labels)
 
 
 def batch_of(data: TokenData, idx: Tensor, trim: bool = True) -> LMBatch:

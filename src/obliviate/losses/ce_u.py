@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from obliviate.losses.nll import IGNORE_INDEX, shift_labels
+from obliviate.losses.nll import IGNORE_INDEX, scored_rows, shift_labels
 
 CEU_N_SKIP = 1  # open-unlearning configs/trainer/CEU.yaml: ignore_first_n_answer_tokens
 
@@ -64,7 +64,7 @@ def ceu_loss(logits: Tensor, labels: Tensor, n_skip: int = CEU_N_SKIP) -> Tensor
     """
     labels = skip_first_n_labels(labels, n_skip)
     targets, mask = shift_labels(labels)
-    z = logits[:, :-1][mask]  # (N, V)
+    z = scored_rows(logits, mask)  # (N, V)
     y = targets[mask]  # (N,)
     if z.shape[0] == 0:
         return logits.float().sum() * 0.0

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from obliviate.losses.nll import shift_labels, token_nll
+from obliviate.losses.nll import shifted_nll
 
 NLUL_TOL = 0.02  # mt-unlearn `tol`, all paper runs (spec §2.4)
 NLUL_THRESHOLD = 0.0  # mt-unlearn `nlul_threshold`, 0 in all paper runs (spec §2.1)
@@ -31,8 +31,8 @@ NLUL_THRESHOLD = 0.0  # mt-unlearn `nlul_threshold`, 0 in all paper runs (spec �
 
 def _scored_logp(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """(log p_t, mask), both (B, T-1): log-probability of each shifted target and whether it is scored."""
-    targets, mask = shift_labels(labels)
-    return -token_nll(logits[:, :-1], targets), mask
+    nll, mask = shifted_nll(logits, labels)
+    return -nll, mask
 
 
 def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:

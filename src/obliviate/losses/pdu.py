@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from obliviate.losses.nll import IGNORE_INDEX
+from obliviate.losses.nll import IGNORE_INDEX, scored_rows
 
 # open-unlearning community/methods/PDU/run.sh, TOFU runs (the configs/trainer/PDU.yaml values differ: see docs)
 PDU_ALPHA = 100.0  # initial multiplier lambda_0 (the README: start it at 50 or 100; the quadratic loss is large)
@@ -46,12 +46,11 @@ def pdu_forget_loss(logits: Tensor, labels: Tensor, faithful_mask: bool = True) 
     predict scored tokens, as every other loss here. A batch with no scored position gives 0 (with a gradient path).
     """
     if faithful_mask:
-        rows, mask = logits, labels != IGNORE_INDEX  # (B, T, V), (B, T)
+        picked = logits[labels != IGNORE_INDEX]  # (N, V): only the scored rows are widened to float32
     else:
-        rows, mask = logits[:, :-1], labels[:, 1:] != IGNORE_INDEX  # (B, T-1, V), (B, T-1)
-    picked = rows[mask]  # (N, V): only the scored rows are widened to float32
+        picked = scored_rows(logits, labels[:, 1:] != IGNORE_INDEX)  # rows t with labels[t+1] scored
     m = logit_margin(picked)  # (N,)
-    return (m * m).sum() / max(int(mask.sum()), 1)
+    return (m * m).sum() / max(int(picked.shape[0]), 1)
 
 
 def pdu_loss(forget_loss: Tensor, retain_loss: Tensor, dual_lambda: float, eps: float,

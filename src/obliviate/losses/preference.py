@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from obliviate.losses.nll import shift_labels, token_nll
+from obliviate.losses.nll import shifted_nll
 
 NPO_BETA = 0.1  # configs/trainer/NPO.yaml (Zhang et al. 2024 default)
 SIMNPO_BETA = 4.5  # configs/trainer/SimNPO.yaml
@@ -31,8 +31,7 @@ def sequence_nll_sum(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     SimNPO divides by; open-unlearning counts labels != -100 before the shift, which is the same whenever
     labels[:, 0] == -100, i.e. the sequence starts with a prompt/BOS).
     """
-    targets, mask = shift_labels(labels)
-    nll = token_nll(logits[:, :-1], targets)
+    nll, mask = shifted_nll(logits, labels)
     m = mask.to(nll.dtype)
     return (nll * m).sum(1), m.sum(1)
 

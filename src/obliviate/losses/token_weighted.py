@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from obliviate.losses.nll import shift_labels, token_nll
+from obliviate.losses.nll import shift_labels, shifted_nll
 
 WGA_BETA = 1.0  # configs/trainer/WGA.yaml
 SATIMP_BETA1 = 5.0  # configs/trainer/SatImp.yaml
@@ -28,8 +28,7 @@ UNDIAL_BETA = 10.0  # configs/trainer/UNDIAL.yaml
 
 def _scored_ce(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """(CE of the scored targets (N,), float32; the same logits' graph) after the causal shift."""
-    targets, mask = shift_labels(labels)
-    ce = token_nll(logits[:, :-1], targets)  # (B, T-1)
+    ce, mask = shifted_nll(logits, labels)  # (B, T-1)
     return ce[mask], mask
 
 

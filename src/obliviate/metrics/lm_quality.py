@@ -103,8 +103,9 @@ def dataset_nll(model: nn.Module, data: Any, batch_size: int = 16, world: Any = 
     try:
         for s, w in zip(mine, weights):
             b = batch_of(data, torch.arange(s, min(s + batch_size, len(data)))).to(device)
-            targets, mask = shift_labels(b.labels)
-            nll = token_nll(b.logits(model)[:, :-1], targets)
+            logits, labels = b.scored_logits(model)
+            targets, mask = shift_labels(labels)
+            nll = token_nll(logits[:, :-1], targets)
             total += w * (nll * mask).sum().double()
             count += w * mask.sum().double()
     finally:

@@ -141,8 +141,9 @@ def item_stats(model: nn.Module, data: TokenData, convention: str = "muse", batc
     try:
         for s in range(0, len(data), batch_size):
             b = batch_of(data, torch.arange(s, min(s + batch_size, len(data)))).to(device)
-            logits = b.logits(model)[:, :-1]  # (B, T-1, V) predicting the shifted targets
-            targets, mask = shift_labels(b.labels)
+            logits, labels = b.scored_logits(model)
+            logits = logits[:, :-1]  # (B, K-1, V) predicting the shifted targets
+            targets, mask = shift_labels(labels)
             lp = -token_nll(logits, targets)  # (B, T-1) float32
             m = mask.float()
             out.loss.extend(((-lp * m).sum(1) / m.sum(1)).tolist())  # 0/0 = NaN for an unscored item
@@ -177,7 +178,7 @@ def grad_norm_scores(model: nn.Module, data: TokenData, p: float = 2.0, only_tra
                 if not bool((b.labels[:, 1:] != IGNORE_INDEX).any()):
                     scores.append(math.nan)  # no scored token: no loss to differentiate (OU gets NaN too)
                     continue
-                loss = mean_nll(b.logits(model), b.labels)
+                loss = mean_nll(*b.scored_logits(model))
                 scores.append(mean_grad_norm(torch.autograd.grad(loss, params, allow_unused=True), p))
     finally:
         for q, f in zip(params, flags):

@@ -148,9 +148,9 @@ def score_answers(model: nn.Module, data: TokenData, batch_size: int = 16,
     try:
         for s in range(0, len(data), batch_size):
             b = batch_of(data, torch.arange(s, min(s + batch_size, len(data)))).to(device)
-            logits = b.logits(model)
-            losses.extend(answer_losses_from_logits(logits, b.labels).tolist())
-            for p, lab in masked_predictions(logits, b.labels):
+            logits, labels = b.scored_logits(model)
+            losses.extend(answer_losses_from_logits(logits, labels).tolist())
+            for p, lab in masked_predictions(logits, labels):
                 es.append(extraction_strength(p, lab, no_match))
                 em.append(exact_memorization(p, lab))
     finally:

@@ -176,7 +176,7 @@ def pretrain(
             yield batch
 
     def loss_fn(m: nn.Module, batch: LMBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return mean_nll(batch.logits(m), batch.labels), {}
+        return mean_nll(*batch.scored_logits(m)), {}
 
     def on_epoch_end(done: int, entry: dict[str, float]) -> None:
         if out_dir is None or not (done % cfg.checkpoint_every == 0 or done == cfg.epochs):

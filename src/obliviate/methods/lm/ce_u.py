@@ -35,6 +35,6 @@ class CEU(LossMethod):
     paper = Paper("CE-U: Cross Entropy Unlearning", "2503.01224", 2025, "Yang")
 
     def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        logits = batch.forget.logits(model)
-        loss = ceu_loss(logits, batch.forget.labels, self.config.n_skip)
-        return loss, {"forget_nll": mean_nll(logits, batch.forget.labels).detach()}
+        logits, labels = batch.forget.scored_logits(model)
+        loss = ceu_loss(logits, labels, self.config.n_skip)
+        return loss, {"forget_nll": mean_nll(logits, labels).detach()}

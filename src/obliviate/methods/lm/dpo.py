@@ -85,11 +85,11 @@ class AlternateDPO(ComparesWithOriginal, LossMethod):
         c = self.config
         win = batch_of(self._alt, batch.forget.index).to(batch.forget.input_ids.device)
         lose = batch.forget
-        win_nll, _ = sequence_nll_sum(win.logits(model), win.labels)  # (B,)
-        lose_nll, _ = sequence_nll_sum(lose.logits(model), lose.labels)  # (B,)
+        win_nll, _ = sequence_nll_sum(*win.scored_logits(model))  # (B,)
+        lose_nll, _ = sequence_nll_sum(*lose.scored_logits(model))  # (B,)
         with torch.no_grad():
-            ref_win, _ = sequence_nll_sum(win.logits(self._ref), win.labels)
-            ref_lose, _ = sequence_nll_sum(lose.logits(self._ref), lose.labels)
+            ref_win, _ = sequence_nll_sum(*win.scored_logits(self._ref))
+            ref_lose, _ = sequence_nll_sum(*lose.scored_logits(self._ref))
         forget = dpo_loss(win_nll, ref_win, lose_nll, ref_lose, c.beta)
         with torch.no_grad():  # the implicit reward margin r_w - r_l (0 at the start; DPO pushes it up)
             margin = ((ref_win - win_nll) - (ref_lose - lose_nll)).mean()

@@ -28,5 +28,5 @@ class GradAscent(LossMethod):
     needs_retain = False
 
     def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        nll_f = mean_nll(batch.forget.logits(model), batch.forget.labels)
+        nll_f = mean_nll(*batch.forget.scored_logits(model))
         return grad_ascent_loss(nll_f), {"forget_nll": nll_f.detach()}

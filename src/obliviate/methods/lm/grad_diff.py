@@ -38,7 +38,7 @@ class GradDiff(LossMethod):
 
     def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, Tensor]]:
         cfg = self.config
-        nll_f = mean_nll(batch.forget.logits(model), batch.forget.labels)
-        nll_r = mean_nll(batch.retain.logits(model), batch.retain.labels)
+        nll_f = mean_nll(*batch.forget.scored_logits(model))
+        nll_r = mean_nll(*batch.retain.scored_logits(model))
         loss = grad_diff_loss(nll_f, nll_r, gamma=cfg.gamma, alpha=cfg.alpha)
         return loss, {"forget_nll": nll_f.detach(), "retain_nll": nll_r.detach()}

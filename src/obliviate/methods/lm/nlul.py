@@ -59,9 +59,9 @@ def nlul_with_penalty(model: nn.Module, reference: nn.Module, batch: ForgetRetai
     """alpha * NLUL(forget) + beta * D(reference || model) on the retain rows over every real (non-padding) position,
     full vocabulary; D = KL or QKL (``c.penalty``). Shared by ``nlul`` (reference = the frozen original) and
     ``mean_teacher`` (reference = the EMA teacher)."""
-    logits = batch.forget.logits(model)
-    forget = nlul_loss(logits, batch.forget.labels, c.tol, c.threshold)
-    stats: dict[str, Any] = {"nlul": forget.detach(), "forget_nll": mean_nll(logits, batch.forget.labels).detach()}
+    logits, labels = batch.forget.scored_logits(model)
+    forget = nlul_loss(logits, labels, c.tol, c.threshold)
+    stats: dict[str, Any] = {"nlul": forget.detach(), "forget_nll": mean_nll(logits, labels).detach()}
     loss = c.alpha * forget
     if c.beta > 0 and batch.retain is not None:
         r_logits = batch.retain.logits(model)

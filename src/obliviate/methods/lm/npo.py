@@ -48,10 +48,9 @@ class NPO(ComparesWithOriginal, LossMethod):
 
     def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, Any]]:
         c = self.config
-        logits = batch.forget.logits(model)
-        nll, _ = sequence_nll_sum(logits, batch.forget.labels)
+        nll, _ = sequence_nll_sum(*batch.forget.scored_logits(model))
         with torch.no_grad():
-            ref_nll, _ = sequence_nll_sum(batch.forget.logits(self._ref), batch.forget.labels)
+            ref_nll, _ = sequence_nll_sum(*batch.forget.scored_logits(self._ref))
         forget = npo_loss(nll, ref_nll, c.beta)
         return weighted_loss(model, batch, forget, "npo", c, {"forget_seq_nll": nll.mean().detach()})
 
@@ -65,6 +64,6 @@ class SimNPO(LossMethod):
 
     def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, Any]]:
         c = self.config
-        nll, n = sequence_nll_sum(batch.forget.logits(model), batch.forget.labels)
+        nll, n = sequence_nll_sum(*batch.forget.scored_logits(model))
         forget = simnpo_loss(nll, n, c.beta, c.delta)
         return weighted_loss(model, batch, forget, "simnpo", c)

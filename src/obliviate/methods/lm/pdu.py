@@ -111,8 +111,9 @@ def retain_nll(model: nn.Module, retain: TokenData, idx: Tensor, batch_size: int
         sums, counts, means = 0.0, 0, []
         for s in range(0, len(idx), batch_size):
             b = batch_of(retain, idx[s:s + batch_size]).to(device)
-            targets, mask = shift_labels(b.labels)
-            nll = token_nll(b.logits(model)[:, :-1], targets)
+            logits, labels = b.scored_logits(model)
+            targets, mask = shift_labels(labels)
+            nll = token_nll(logits[:, :-1], targets)
             total, n = float((nll * mask).sum()), int(mask.sum())
             sums, counts = sums + total, counts + n
             means.append(total / max(n, 1))
@@ -218,8 +219,8 @@ class PDU(LossMethod):
         if st.calls_in_epoch >= self._steps_per_epoch and not self.__dict__.get("_told_epochs"):
             self._finish_epoch(model, st.epochs_done + 1)  # the first micro-batch of the next epoch
         lam = st.dual_lambda
-        forget = pdu_forget_loss(batch.forget.logits(model), batch.forget.labels, c.faithful_mask)
-        nll_r = mean_nll(batch.retain.logits(model), batch.retain.labels)
+        forget = pdu_forget_loss(*batch.forget.scored_logits(model), c.faithful_mask)
+        nll_r = mean_nll(*batch.retain.scored_logits(model))
         loss = pdu_loss(forget, nll_r, lam, st.eps, c.gamma)
         if c.primal_dual and c.dual_update_upon == "step" and st.epochs_done >= c.dual_warmup_epochs:
             # per micro-batch, after the loss was built with the old lambda (simultaneous descent-ascent, Q2)

@@ -41,6 +41,6 @@ class SatImp(LossMethod):
 
     def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, Any]]:
         c = self.config
-        logits = batch.forget.logits(model)
-        forget = satimp_loss(logits, batch.forget.labels, c.beta1, c.beta2)
-        return weighted_loss(model, batch, forget, "satimp", c, forget_nll_stat(logits, batch))
+        logits, labels = batch.forget.scored_logits(model)
+        forget = satimp_loss(logits, labels, c.beta1, c.beta2)
+        return weighted_loss(model, batch, forget, "satimp", c, forget_nll_stat(logits, labels))

@@ -51,8 +51,9 @@ class UNDIAL(ComparesWithOriginal, LossMethod):
 
     def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, Any]]:
         c = self.config
-        logits = batch.forget.logits(model)
+        f = batch.forget  # open-unlearning's mean runs over every position: the full logits unless mask_unscored
+        logits, labels = f.scored_logits(model) if c.mask_unscored else (f.logits(model), f.labels)
         with torch.no_grad():
-            ref_logits = batch.forget.logits(self._ref)
-        forget = undial_loss(logits, ref_logits, batch.forget.labels, c.beta, c.mask_unscored)
-        return weighted_loss(model, batch, forget, "undial", c, forget_nll_stat(logits, batch))
+            ref_logits = f.scored_logits(self._ref)[0] if c.mask_unscored else f.logits(self._ref)
+        forget = undial_loss(logits, ref_logits, labels, c.beta, c.mask_unscored)
+        return weighted_loss(model, batch, forget, "undial", c, forget_nll_stat(logits, labels))

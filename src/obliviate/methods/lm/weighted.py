@@ -34,12 +34,12 @@ def weighted_loss(model: nn.Module, batch: ForgetRetainBatch, forget: Tensor, na
     out: dict[str, Any] = {name: forget.detach(), **(stats or {})}
     loss = cfg.gamma * forget
     if cfg.alpha > 0 and batch.retain is not None:
-        nll_r = mean_nll(batch.retain.logits(model), batch.retain.labels)
+        nll_r = mean_nll(*batch.retain.scored_logits(model))
         loss = loss + cfg.alpha * nll_r
         out["retain_nll"] = nll_r.detach()
     return loss, out
 
 
-def forget_nll_stat(logits: Tensor, batch: ForgetRetainBatch) -> dict[str, Tensor]:
+def forget_nll_stat(logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
     with torch.no_grad():
-        return {"forget_nll": mean_nll(logits, batch.forget.labels)}
+        return {"forget_nll": mean_nll(logits, labels)}

@@ -39,6 +39,6 @@ class WGA(LossMethod):
 
     def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, Any]]:
         c = self.config
-        logits = batch.forget.logits(model)
-        forget = wga_loss(logits, batch.forget.labels, c.beta)
-        return weighted_loss(model, batch, forget, "wga", c, forget_nll_stat(logits, batch))
+        logits, labels = batch.forget.scored_logits(model)
+        forget = wga_loss(logits, labels, c.beta)
+        return weighted_loss(model, batch, forget, "wga", c, forget_nll_stat(logits, labels))

@@ -37,7 +37,7 @@ class BalancedSubnet(SupermaskMethod):
 
     def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, Tensor]]:
         assert batch.retain is not None  # needs_retain: the loop always draws retain rows
-        ce_f = sequence_nll(batch.forget.logits(model), batch.forget.labels)
-        ce_r = sequence_nll(batch.retain.logits(model), batch.retain.labels)
+        ce_f = sequence_nll(*batch.forget.scored_logits(model))
+        ce_r = sequence_nll(*batch.retain.scored_logits(model))
         loss = balanced_subnet_loss(ce_f, ce_r, self.config.loss_weighting)
         return loss, {"forget_nll": ce_f.mean().detach(), "retain_nll": ce_r.mean().detach()}

@@ -64,5 +64,5 @@ class SupermaskMethod(LossMethod):
 @METHODS.register("subnet")
 class Subnet(SupermaskMethod):
     def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        ce_f = sequence_nll(batch.forget.logits(model), batch.forget.labels).mean()
+        ce_f = sequence_nll(*batch.forget.scored_logits(model)).mean()
         return -ce_f, {"forget_nll": ce_f.detach()}
