@@ -72,7 +72,7 @@ class TofuModelConfig:
 
 @dataclass(frozen=True)
 class TofuTrainConfig:
-    world_epochs: int = 8  # stage 1 on the world corpus (skipped with model.path)
+    world_epochs: int = 30  # stage 1: the world corpus + the utility QA (skipped with model.path)
     qa_epochs: int = 30  # stage 2 on the QA pairs (all authors: the target; retain authors: the reference)
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -294,11 +294,16 @@ class TofuSuite:
         elif data.world and t.world_epochs > 0 and not cfg.model.path:
             seqs, _ = text_rows(data.world, data.tokenizer, max_length=cfg.data.max_length, source="world corpus")
             world = TokenData.from_sequences(seqs, pad_id_of(data.tokenizer))
+            # the utility questions in the prompt format too: a model this small does not carry facts from prose to
+            # "Question: ... Answer: ..." on its own, as the pretrained LMs TOFU evaluates do
+            world = _cat(_cat(world, data.rows("real_authors", cfg)), data.rows("world_facts", cfg))
             st = pretrain(model, world, _stage(t, t.world_epochs), seed, progress=progress)
             info["world_loss"] = st.final_loss
         info["world_state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         rows = data.rows(qa_split, cfg) if qa_split != "all" else _cat(data.rows("forget", cfg),
                                                                           data.rows("retain", cfg))
+        if not cfg.model.path:  # replay the utility questions, so stage 2 does not wipe the "pre-trained" knowledge
+            rows = _cat(_cat(rows, data.rows("real_authors", cfg)), data.rows("world_facts", cfg))
         st = pretrain(model, rows, _stage(t, t.qa_epochs), seed + 1, progress=progress)
         info["qa_loss"] = st.final_loss
         model.eval()
