@@ -45,8 +45,10 @@ def run_trial(suite: Any, cfg: Any, data: Any, model: Any, before: dict[str, Any
     m = build_method(method, params, run_seed=seed)
     edited = copy.deepcopy(model) if copy_model else model
     udata = suite.unlearn_data(data, before["metrics"], cfg)
+    epoch_metrics = getattr(suite, "epoch_metrics", None)  # optional: the suite's metrics after every epoch
+    evaluate = None if epoch_metrics is None else (lambda mod: epoch_metrics(mod, data, cfg))
     with track(method) as cost:
-        result = m.unlearn(edited, udata, RunContext(seed=seed, device=device, progress=progress))
+        result = m.unlearn(edited, udata, RunContext(seed=seed, device=device, progress=progress, evaluate=evaluate))
     with track(f"eval_{method}") as eval_cost:
         after: Evaluation = suite.evaluate(edited, data, cfg)
     record = {
@@ -58,8 +60,19 @@ def run_trial(suite: Any, cfg: Any, data: Any, model: Any, before: dict[str, Any
         "metrics": after.metrics,
         "score": suite.score(before["scalars"], after.scalars),
         "info": result.info,
-        "logs": result.logs,
+        "logs": with_trajectory(result.logs, result.info.get("trajectory")),
         "cost": {**cost.to_dict(), "eval": eval_cost.to_dict()},
         "model_hash": suite.model_hash(edited),
     }
     return edited, record
+
+
+def with_trajectory(logs: list[dict[str, float]], trajectory: list[dict[str, float]] | None) -> list[dict[str, float]]:
+    """Epoch logs with the metrics evaluated after each epoch merged in (epoch e's evaluation into log e; a name the
+    training log already has keeps the training value); the evaluation before the first epoch stays in
+    ``info["trajectory"]``."""
+    if not trajectory:
+        return logs
+    after = {int(t["epoch"]): t for t in trajectory}
+    return [{**{k: v for k, v in after.get(int(entry.get("epoch", -1)), {}).items() if k != "epoch"}, **entry}
+            for entry in logs]

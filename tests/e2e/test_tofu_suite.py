@@ -46,6 +46,13 @@ def test_bench_reports_tofu_metrics_and_forget_quality_against_the_reference(ben
     assert before["forget_Q_A_Prob"] > ref["scalars"]["forget_Q_A_Prob"] * 1.5
     assert per["methods"]["grad_ascent"]["scalars"]["forget_Q_A_Prob"] < before["forget_Q_A_Prob"]
     assert per["train"]["reference_s"] > 0 and per["train"]["target_s"] > 0
+    # the trajectory: evaluated before the first epoch (= the target) and after each, merged into the epoch logs
+    ga = per["methods"]["grad_ascent"]
+    traj = ga["info"]["trajectory"]
+    assert [t["epoch"] for t in traj] == [0.0, 1.0, 2.0]
+    assert traj[0]["forget_quality_log10"] == pytest.approx(before["forget_quality_log10"])
+    assert traj[-1]["model_utility"] == pytest.approx(ga["scalars"]["model_utility"])
+    assert [e["forget_Q_A_Prob"] for e in ga["logs"]] == [t["forget_Q_A_Prob"] for t in traj[1:]]
 
 
 def test_trained_model_keeps_its_reference_and_tokenizer(tmp_path, monkeypatch):

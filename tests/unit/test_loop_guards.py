@@ -93,6 +93,32 @@ def test_collapse_guard_keeps_the_last_model_above_the_utility_threshold(tiny_un
     assert [t["epoch"] for t in res.info["stop_trace"]] == list(range(res.stopped_at + 1))
 
 
+def test_an_evaluator_without_a_stop_rule_records_the_trajectory(tiny_unlearn):
+    """RunContext.evaluate with no stop_metric: the metrics before the first epoch and after each are recorded
+    (info["trajectory"]), nothing is stopped or rolled back, and the bench merges them into the epoch logs."""
+    from obliviate.study import with_trajectory
+
+    model, data = tiny_unlearn
+
+    def evaluate(m):
+        with torch.no_grad():
+            return {"eval_nll": mean_nll(m(input_ids=data.forget.input_ids).logits, data.forget.labels).item()}
+
+    f0 = evaluate(model)["eval_nll"]
+    res = build_method("grad_ascent", {"epochs": 3, "lr": 3e-3, "batch_size": 8}).unlearn(
+        model, data, RunContext(seed=0, evaluate=evaluate))
+    traj = res.info["trajectory"]
+    assert [t["epoch"] for t in traj] == [0.0, 1.0, 2.0, 3.0] and res.stopped_at is None
+    assert traj[0]["eval_nll"] == pytest.approx(f0) and traj[-1]["eval_nll"] == pytest.approx(
+        evaluate(model)["eval_nll"])  # the last entry is the returned model
+    assert traj[-1]["eval_nll"] > traj[0]["eval_nll"]  # ascent raised it
+    merged = with_trajectory(res.logs, traj)
+    assert [m["epoch"] for m in merged] == [1.0, 2.0, 3.0]
+    assert [m["eval_nll"] for m in merged] == [t["eval_nll"] for t in traj[1:]]
+    assert merged[0]["loss"] == res.logs[0]["loss"] and merged[0]["forget_nll"] == res.logs[0]["forget_nll"]
+    assert with_trajectory(res.logs, [{"epoch": 1.0, "forget_nll": -1.0}])[0]["forget_nll"] != -1.0  # logs win
+
+
 def test_guard_config_errors(tiny_unlearn):
     model, data = tiny_unlearn
     with pytest.raises(ObliviateError, match="go together"):

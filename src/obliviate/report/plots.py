@@ -167,7 +167,7 @@ def _plot_curves(ax: Axes, results: dict[str, Any], key: str) -> None:
         if n > 1:
             ax.fill_between(epochs, [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)],
                             color=color, alpha=0.18, lw=0)
-    ax.set_title(CURVE_TITLES[key], fontsize=10)
+    ax.set_title(CURVE_TITLES.get(key) or column(results, key).get("label", key), fontsize=10)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
@@ -176,7 +176,8 @@ def _plot_curves(ax: Axes, results: dict[str, Any], key: str) -> None:
 def curves_figure(results: dict[str, Any]) -> Figure | None:
     """Unlearning curves of each method's selected run: mean over seeds with a ±std band, one panel per quantity."""
     methods = method_names(results)
-    keys = [k for k in CURVE_KEYS if any(curve(results, m, k) is not None for m in methods)]
+    axes = [k for k in (results.get("axes") or {}).values() if k not in CURVE_KEYS]  # the suite's, if logged
+    keys = [k for k in (*CURVE_KEYS, *axes) if any(curve(results, m, k) is not None for m in methods)]
     if not keys:
         return None
     fig = _figure(1.0 + 3.6 * len(keys), 3.9)

@@ -37,6 +37,7 @@ from obliviate.suites.base import SUITES, Column, Evaluation
 
 FORGET_SPLITS = ("forget01", "forget05", "forget10")
 TEMPLATE = "Question: {question}\nAnswer: "
+TRAJECTORY = ("forget_quality_log10", "model_utility", "forget_Q_A_Prob", "forget_truth_ratio")
 
 
 @dataclass(frozen=True)
@@ -418,6 +419,12 @@ class TofuSuite:
                    "forget_avg_loss": scores["forget"].answer.avg_loss.tolist(),
                    "forget_rouge": [r.get("rougeL_recall") for r in scores["forget"].rouge]}
         return Evaluation(metrics, scalars)
+
+    def epoch_metrics(self, model: nn.Module, data: TofuData, cfg: TofuConfig) -> dict[str, float]:
+        """The trajectory recorded after every unlearning epoch (the report's curves): forget quality, model
+        utility, forget probability and truth ratio."""
+        sc = self.evaluate(model, data, cfg).scalars
+        return {k: sc[k] for k in TRAJECTORY if k in sc}
 
     def unlearn_data(self, data: TofuData, before: dict[str, Any], cfg: TofuConfig) -> LMUnlearnData:
         """Forget = the forget authors' QA; retain = the retain authors' QA; extra["alternate"] = a seeded "I don't
