@@ -23,7 +23,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -34,85 +34,17 @@ from obliviate.families.lm import LMUnlearnData, TokenData
 from obliviate.io import hash_model
 from obliviate.papers import TOFU
 from obliviate.suites.base import SUITES, Column, Evaluation
+from obliviate.suites.lm_common import (
+    concat_rows,
+    load_with_reference,
+    save_with_reference,
+    small_gpt2,
+    stored_reference,
+    train_stage,
+)
+from obliviate.suites.tofu_config import TofuConfig
 
-FORGET_SPLITS = ("forget01", "forget05", "forget10")
-TEMPLATE = "Question: {question}\nAnswer: "
 TRAJECTORY = ("forget_quality_log10", "model_utility", "forget_Q_A_Prob", "forget_truth_ratio")
-
-
-@dataclass(frozen=True)
-class TofuDataConfig:
-    path: str | None = None  # TOFU's published layout (read_tofu_dir); None = generate the offline benchmark
-    forget: str = "forget10"
-    n_authors: int = 200
-    qa_per_author: int = 20
-    n_holdout_authors: int = 20
-    n_real_authors: int = 100
-    n_world_facts: int = 117
-    world_mentions: int = 6
-    synth_seed: int = 0  # the benchmark's content is fixed; run seeds vary training and unlearning
-    template: str = TEMPLATE
-    max_length: int = 128
-
-    def __post_init__(self) -> None:
-        if self.forget not in FORGET_SPLITS:
-            raise ObliviateError(f"data.forget={self.forget!r} (valid: {', '.join(FORGET_SPLITS)})")
-        if "{question}" not in self.template:
-            raise ObliviateError(f"data.template must contain {{question}}, got {self.template!r}")
-
-
-@dataclass(frozen=True)
-class TofuModelConfig:
-    path: str | None = None  # a local HF causal LM (+ its tokenizer) to fine-tune instead of building one
-    n_layer: int = 2
-    n_embd: int = 128
-    n_head: int = 4
-    n_positions: int = 160
-    vocab_size: int = 2048  # of the BPE trained on the benchmark's text (ignored with path)
-
-
-@dataclass(frozen=True)
-class TofuTrainConfig:
-    world_epochs: int = 30  # stage 1: the world corpus + the utility QA (skipped with model.path)
-    qa_epochs: int = 30  # stage 2 on the QA pairs (all authors: the target; retain authors: the reference)
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    batch_size: int = 32
-
-    def __post_init__(self) -> None:
-        for name in ("world_epochs", "qa_epochs"):
-            if getattr(self, name) < 0:
-                raise ObliviateError(f"train.{name} must be >= 0, got {getattr(self, name)}")
-        if self.qa_epochs == 0:
-            raise ObliviateError("train.qa_epochs must be > 0: the target model must learn the authors")
-        if self.batch_size <= 0 or self.lr <= 0:
-            raise ObliviateError(f"train.batch_size and train.lr must be > 0, got {self.batch_size}, {self.lr}")
-
-
-@dataclass(frozen=True)
-class TofuEvalConfig:
-    batch_size: int = 64
-    generate: bool = True  # greedy generations for ROUGE-L recall
-    max_new_tokens: int = 48  # OU: 200 (our answers are one sentence)
-    truth_ratio: Literal["geometric", "arithmetic"] = "geometric"  # OU (default) / TOFU's utils
-    max_items: int | None = None  # per eval split (original TOFU: 300); None = all
-    reference: str | None = None  # a saved TOFU evaluation of the retain model (save_eval's file): its forget truth
-    # ratios are the forget-quality reference (checked: same benchmark content, split, tokenizer, truth-ratio version)
-    save_eval: str | None = None  # write this model's TOFU evaluation there (the file `reference` reads)
-
-    def __post_init__(self) -> None:
-        if self.truth_ratio not in ("geometric", "arithmetic"):
-            raise ObliviateError(f"eval.truth_ratio={self.truth_ratio!r} (valid: geometric, arithmetic)")
-        if self.batch_size <= 0 or self.max_new_tokens <= 0:
-            raise ObliviateError("eval.batch_size and eval.max_new_tokens must be > 0")
-
-
-@dataclass(frozen=True)
-class TofuConfig:
-    data: TofuDataConfig = field(default_factory=TofuDataConfig)
-    model: TofuModelConfig = field(default_factory=TofuModelConfig)
-    train: TofuTrainConfig = field(default_factory=TofuTrainConfig)
-    eval: TofuEvalConfig = field(default_factory=TofuEvalConfig)
 
 
 @dataclass
@@ -263,17 +195,8 @@ class TofuSuite:
             from obliviate.io import load_causal_lm
 
             return load_causal_lm(cfg.model.path, device=device or "cpu")
-        from transformers import GPT2Config, GPT2LMHeadModel
-
-        tok = self._data(cfg, seed).tokenizer
         m = cfg.model
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_layer=m.n_layer, n_embd=m.n_embd,
-                                               n_head=m.n_head, n_positions=m.n_positions,
-                                               bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
-                                               pad_token_id=tok.pad_token_id))
-        return model.to(device or "cpu")
+        return small_gpt2(self._data(cfg, seed).tokenizer, m.n_layer, m.n_embd, m.n_head, m.n_positions, seed, device)
 
     def _data(self, cfg: TofuConfig, seed: int) -> TofuData:
         key = (cfg.data, cfg.model.path, cfg.model.vocab_size, seed)
@@ -286,7 +209,6 @@ class TofuSuite:
              progress: bool, world_state: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
         """Stage 1 (world corpus; or load ``world_state``) then stage 2 (QA of ``qa_split``)."""
         from obliviate.data.lm_files import pad_id_of, text_rows
-        from obliviate.train.pretrain import pretrain
 
         t = cfg.train
         info: dict[str, Any] = {}
@@ -297,16 +219,17 @@ class TofuSuite:
             world = TokenData.from_sequences(seqs, pad_id_of(data.tokenizer))
             # the utility questions in the prompt format too: a model this small does not carry facts from prose to
             # "Question: ... Answer: ..." on its own, as the pretrained LMs TOFU evaluates do
-            world = _cat(_cat(world, data.rows("real_authors", cfg)), data.rows("world_facts", cfg))
-            st = pretrain(model, world, _stage(t, t.world_epochs), seed, progress=progress)
-            info["world_loss"] = st.final_loss
+            world = concat_rows(world, data.rows("real_authors", cfg), data.rows("world_facts", cfg))
+            info["world_loss"] = train_stage(model, world, lr=t.lr, weight_decay=t.weight_decay,
+                                             epochs=t.world_epochs, batch_size=t.batch_size, seed=seed,
+                                             progress=progress)
         info["world_state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        rows = data.rows(qa_split, cfg) if qa_split != "all" else _cat(data.rows("forget", cfg),
-                                                                          data.rows("retain", cfg))
+        parts = [data.rows(qa_split, cfg)] if qa_split != "all" else [data.rows("forget", cfg),
+                                                                      data.rows("retain", cfg)]
         if not cfg.model.path:  # replay the utility questions, so stage 2 does not wipe the "pre-trained" knowledge
-            rows = _cat(_cat(rows, data.rows("real_authors", cfg)), data.rows("world_facts", cfg))
-        st = pretrain(model, rows, _stage(t, t.qa_epochs), seed + 1, progress=progress)
-        info["qa_loss"] = st.final_loss
+            parts += [data.rows("real_authors", cfg), data.rows("world_facts", cfg)]
+        info["qa_loss"] = train_stage(model, concat_rows(*parts), lr=t.lr, weight_decay=t.weight_decay,
+                                      epochs=t.qa_epochs, batch_size=t.batch_size, seed=seed + 1, progress=progress)
         model.eval()
         return info
 
@@ -340,28 +263,10 @@ class TofuSuite:
         return data.reference
 
     def save_model(self, model: nn.Module, path: Path, meta: dict[str, Any]) -> None:
-        from obliviate.io import atomic_directory
-
-        ref = getattr(model, "obliviate_reference", None)
-        tok = getattr(model, "obliviate_tokenizer", None)
-
-        def fill(tmp: Path) -> None:
-            model.save_pretrained(tmp, safe_serialization=True)
-            (tmp / "obliviate.json").write_text(json.dumps(meta, indent=2, default=str))
-            if ref is not None:
-                (tmp / "reference.json").write_text(json.dumps(ref))
-            if tok is not None:
-                tok.save_pretrained(tmp)
-
-        atomic_directory(path, fill, overwrite=True)
+        save_with_reference(model, path, meta)
 
     def load_model(self, path: Path, device: Any) -> nn.Module:
-        from obliviate.io import load_causal_lm, read_json
-
-        model = load_causal_lm(path, device=device or "cpu")
-        if (Path(path) / "reference.json").is_file():
-            model.obliviate_reference = read_json(Path(path) / "reference.json")
-        return model
+        return load_with_reference(path, device)
 
     def model_hash(self, model: nn.Module) -> str:
         return hash_model(model)
@@ -391,10 +296,8 @@ class TofuSuite:
                                               truth_ratio_version=v)
             data.reference = {"forget_truth_ratios": {v: trs.tolist()}, "source": str(cfg.eval.reference)}
         if data.reference is None:
-            stored = getattr(model, "obliviate_reference", None)
-            if isinstance(stored, dict) and stored.get("data_hash") == self.data_hash(data):
-                data.reference = {k: v for k, v in stored.items() if k != "data_hash"}
-            else:
+            data.reference = stored_reference(model, self.data_hash(data))
+            if data.reference is None:
                 self.build_reference(data, cfg, data.seed)
         ref = data.reference
         assert ref is not None
@@ -452,25 +355,6 @@ def _strings(item: dict[str, Any]) -> list[str]:
     out = [item.get("question", ""), item.get("answer", ""), item.get("paraphrased_answer", "")]
     out += list(item.get("perturbed_answer") or [])
     return [s for s in out if isinstance(s, str) and s]
-
-
-def _stage(t: TofuTrainConfig, epochs: int) -> Any:
-    from obliviate.train.pretrain import TrainConfig
-
-    return TrainConfig(lr=t.lr, weight_decay=t.weight_decay, betas=(0.9, 0.999), epochs=epochs,
-                       batch_size=t.batch_size, checkpoint_every=max(epochs, 1))
-
-
-def _cat(a: TokenData, b: TokenData) -> TokenData:
-    """Rows of ``a`` then ``b`` (right-padded to the wider)."""
-    T = max(a.input_ids.shape[1], b.input_ids.shape[1])
-
-    def pad(x: torch.Tensor, value: int) -> torch.Tensor:
-        return torch.nn.functional.pad(x, (0, T - x.shape[1]), value=value)
-
-    return TokenData(torch.cat([pad(a.input_ids, 0), pad(b.input_ids, 0)]),
-                     torch.cat([pad(a.attention_mask, 0), pad(b.attention_mask, 0)]),
-                     torch.cat([pad(a.labels, -100), pad(b.labels, -100)]))
 
 
 SUITES.register("tofu")(TofuSuite())
