@@ -167,7 +167,7 @@ def run(argv: list[str] | None = None) -> int:
         print(_before_line(res))
         print(f"model: {out / 'model'}\nresults: {out / 'train.json'}")
     elif args.command == "eval":
-        model, run_cfg, meta = _trained_run(args, args.overrides)
+        model, run_cfg, meta = _trained_run(args, [*args.overrides, *_foreign_model_path(args)])
         out = Path(args.out or Path(args.model).parent / "eval")
         res = pipeline.evaluate(model, run_cfg, out, overwrite=args.overwrite,
                                 expected_data_hash=meta.get("data_hash"))
@@ -193,6 +193,18 @@ def run(argv: list[str] | None = None) -> int:
     elif args.command == "bench":
         return _bench(args, progress)
     return 0
+
+
+def _foreign_model_path(args: argparse.Namespace) -> list[str]:
+    """For a model not trained by obliviate (no obliviate.json), suites with a ``model.path`` field (tofu, muse,
+    mia) read their tokenizer from it: ``model.path=DIR`` unless the user set it."""
+    if (Path(args.model) / "obliviate.json").is_file() or any(o.startswith("model.path=") for o in args.overrides):
+        return []
+    from obliviate.suites import SUITES
+
+    suite = SUITES.get(args.suite or "tinymem")
+    section = getattr(suite.config_cls(), "model", None)
+    return [f"model.path={args.model}"] if section is not None and hasattr(section, "path") else []
 
 
 def _no_file_options(args: argparse.Namespace) -> None:
