@@ -128,3 +128,34 @@ def test_rmu_bad_layer_and_regex(tiny_unlearn):
     assert all(p.requires_grad for p in model.parameters())
     with pytest.raises(ObliviateError, match="regular expression"):
         build_method("rmu", {"trainable": "("})
+
+
+def test_retain_loss_kl_is_the_kl_to_the_original_and_needs_one(tiny_unlearn):
+    """open-unlearning's retain_loss_type KL (the mean-teacher paper's "NPO + KL"): alpha * KL(original || model) over
+    the attended retain positions; 0 while the model is the original, positive once it moved; a method with no
+    original to compare with refuses it by name."""
+    from obliviate.families.lm import ForgetRetainBatch, batch_of
+    from obliviate.losses.nlul import kl_penalty
+
+    model, data = tiny_unlearn
+    m = build_method("npo", {"retain_loss": "kl", "alpha": 2.0, "batch_size": 4, "retain_batch_size": 4})
+    m.setup(model, data, 0)
+    batch = ForgetRetainBatch(batch_of(data.forget, torch.arange(4)), batch_of(data.retain, torch.arange(4)))
+    loss, stats = m.loss(model, batch)
+    assert float(stats["retain_kl"]) == pytest.approx(0.0, abs=1e-6) and "retain_nll" not in stats
+    assert float(loss) == pytest.approx(float(stats["npo"]), abs=1e-6)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    loss, stats = m.loss(model, batch)
+    r = batch.retain
+    with torch.no_grad():
+        want = kl_penalty(r.logits(model), r.logits(m._ref), r.attention_mask.bool())
+    assert float(stats["retain_kl"]) == pytest.approx(float(want), rel=1e-5) and float(want) > 0
+    assert float(loss) == pytest.approx(float(stats["npo"]) + 2.0 * float(want), rel=1e-5)
+    with pytest.raises(ObliviateError, match="retain_loss"):
+        build_method("npo", {"retain_loss": "mse"})
+    w = build_method("wga", {"retain_loss": "kl", "batch_size": 4, "retain_batch_size": 4})
+    w.setup(model, data, 0)
+    with pytest.raises(ObliviateError, match="wga has none"):
+        w.loss(model, batch)

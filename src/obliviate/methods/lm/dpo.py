@@ -95,7 +95,7 @@ class AlternateDPO(ComparesWithOriginal, LossMethod):
             margin = ((ref_win - win_nll) - (ref_lose - lose_nll)).mean()
         stats = {"win_seq_nll": win_nll.mean().detach(), "lose_seq_nll": lose_nll.mean().detach(),
                  "reward_margin": margin}
-        return weighted_loss(model, batch, forget, "dpo", c, stats)
+        return weighted_loss(model, batch, forget, "dpo", c, stats, self._ref)
 
 
 @METHODS.register("idk_dpo")

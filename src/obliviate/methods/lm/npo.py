@@ -52,7 +52,7 @@ class NPO(ComparesWithOriginal, LossMethod):
         with torch.no_grad():
             ref_nll, _ = sequence_nll_sum(*batch.forget.scored_logits(self._ref))
         forget = npo_loss(nll, ref_nll, c.beta)
-        return weighted_loss(model, batch, forget, "npo", c, {"forget_seq_nll": nll.mean().detach()})
+        return weighted_loss(model, batch, forget, "npo", c, {"forget_seq_nll": nll.mean().detach()}, self._ref)
 
 
 @METHODS.register("simnpo")

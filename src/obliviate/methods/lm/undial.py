@@ -56,4 +56,4 @@ class UNDIAL(ComparesWithOriginal, LossMethod):
         with torch.no_grad():
             ref_logits = f.scored_logits(self._ref)[0] if c.mask_unscored else f.logits(self._ref)
         forget = undial_loss(logits, ref_logits, labels, c.beta, c.mask_unscored)
-        return weighted_loss(model, batch, forget, "undial", c, forget_nll_stat(logits, labels))
+        return weighted_loss(model, batch, forget, "undial", c, forget_nll_stat(logits, labels), self._ref)
