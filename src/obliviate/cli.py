@@ -84,10 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", nargs="?", default="all", choices=["all", "methods", "metrics", "suites", "presets"])
     p = sub.add_parser("report", help="re-render the reports (markdown, HTML, figures) from DIR/results.json")
     p.add_argument("directory")
-    from obliviate import cli_alternates, cli_topics
+    from obliviate import cli_alternates, cli_harness, cli_topics
 
     cli_topics.add_parser(sub)
     cli_alternates.add_parser(sub)
+    cli_harness.add_parser(sub)
     return parser
 
 
@@ -150,6 +151,10 @@ def run(argv: list[str] | None = None) -> int:
         from obliviate import cli_alternates
 
         return cli_alternates.run(args)
+    if args.command == "harness":
+        from obliviate import cli_harness
+
+        return cli_harness.run(args)
     from obliviate import pipeline
     from obliviate.context import quiet_libraries
 
