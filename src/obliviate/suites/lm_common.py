@@ -84,3 +84,18 @@ def stored_reference(model: nn.Module, data_hash: str) -> dict[str, Any] | None:
     if isinstance(stored, dict) and stored.get("data_hash") == data_hash:
         return {k: v for k, v in stored.items() if k != "data_hash"}
     return None
+
+
+class ModelWithReference:
+    """Suite mixin: models saved and loaded with their tokenizer and reference (:func:`save_with_reference`)."""
+
+    def save_model(self, model: nn.Module, path: Path, meta: dict[str, Any]) -> None:
+        save_with_reference(model, path, meta)
+
+    def load_model(self, path: Path, device: Any) -> nn.Module:
+        return load_with_reference(path, device)
+
+    def model_hash(self, model: nn.Module) -> str:
+        from obliviate.io import hash_model
+
+        return hash_model(model)

@@ -29,13 +29,11 @@ from torch import nn
 
 from obliviate.errors import ObliviateError
 from obliviate.families.lm import LMUnlearnData, TokenData
-from obliviate.io import hash_model
 from obliviate.papers import MUSE
 from obliviate.suites.base import SUITES, Column, Evaluation
 from obliviate.suites.lm_common import (
+    ModelWithReference,
     concat_rows,
-    load_with_reference,
-    save_with_reference,
     small_gpt2,
     stored_reference,
     train_stage,
@@ -189,7 +187,7 @@ def _load(cfg: MuseConfig) -> tuple[dict[str, list[str]], list[dict[str, str]], 
              "retain_icl": s.knowmem_retain_icl, "format": format_qa})
 
 
-class MuseSuite:
+class MuseSuite(ModelWithReference):
     name = "muse"
     VERSION = "1.0"
     family = "lm"
@@ -294,15 +292,6 @@ class MuseSuite:
         data.reference = {"scalars": {k: v for k, v in raw.items() if not k.startswith("_")},
                           "auc": raw["_auc"], "train_s": train_s, "loss": loss}
         return data.reference
-
-    def save_model(self, model: nn.Module, path: Path, meta: dict[str, Any]) -> None:
-        save_with_reference(model, path, meta)
-
-    def load_model(self, path: Path, device: Any) -> nn.Module:
-        return load_with_reference(path, device)
-
-    def model_hash(self, model: nn.Module) -> str:
-        return hash_model(model)
 
     # --- metrics -------------------------------------------------------------------------------------------------
     def _measure(self, model: nn.Module, data: MuseData, cfg: MuseConfig) -> dict[str, Any]:

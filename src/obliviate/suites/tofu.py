@@ -31,13 +31,11 @@ from torch import nn
 
 from obliviate.errors import ObliviateError
 from obliviate.families.lm import LMUnlearnData, TokenData
-from obliviate.io import hash_model
 from obliviate.papers import TOFU
 from obliviate.suites.base import SUITES, Column, Evaluation
 from obliviate.suites.lm_common import (
+    ModelWithReference,
     concat_rows,
-    load_with_reference,
-    save_with_reference,
     small_gpt2,
     stored_reference,
     train_stage,
@@ -136,7 +134,7 @@ def _load_items(cfg: TofuConfig) -> tuple[dict[str, list[dict[str, Any]]], list[
     return items, world, digest
 
 
-class TofuSuite:
+class TofuSuite(ModelWithReference):
     name = "tofu"
     VERSION = "1.0"
     family = "lm"
@@ -261,15 +259,6 @@ class TofuSuite:
             "forget_truth_ratios": {v: scores["forget"].truth_ratios(v).tolist() for v in ("geometric", "arithmetic")},
             "scalars": tofu_summary(scores, cfg.eval.truth_ratio), "train_s": train_s, "qa_loss": info["qa_loss"]}
         return data.reference
-
-    def save_model(self, model: nn.Module, path: Path, meta: dict[str, Any]) -> None:
-        save_with_reference(model, path, meta)
-
-    def load_model(self, path: Path, device: Any) -> nn.Module:
-        return load_with_reference(path, device)
-
-    def model_hash(self, model: nn.Module) -> str:
-        return hash_model(model)
 
     # --- metrics -------------------------------------------------------------------------------------------------
     def _scores(self, model: nn.Module, data: TofuData, cfg: TofuConfig) -> dict[str, Any]:
