@@ -179,9 +179,9 @@ def run(argv: list[str] | None = None) -> int:
         print(_scalars_line(res["scalars"], res["columns"]))
         print(f"results: {out / 'eval.json'}")
     elif args.command == "unlearn" and args.forget is not None:
-        from obliviate import lm_unlearn
+        from obliviate import cli_lm_files
 
-        return lm_unlearn.run_cli(args, progress)
+        return cli_lm_files.run_cli(args, progress)
     elif args.command == "unlearn":
         _no_file_options(args)
         overrides = _method_overrides(args.overrides, args.method)
