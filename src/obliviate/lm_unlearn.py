@@ -340,7 +340,7 @@ def _gathered(sharded: nn.Module, model_dir: Any, trust_remote_code: bool, lora:
 
 def _alternates_plan(method: str, cls: type, forget: Any, idk: Any) -> tuple[Any, str | None]:
     """(the ``idk`` pool to use or None, where the alternates come from or None), checked before the model loads."""
-    from obliviate.data.lm_files import alternate_texts
+    from obliviate.data.lm_alternates import alternate_texts
 
     if not getattr(cls, "needs_alternate", False):
         if idk is not None and idk is not False:

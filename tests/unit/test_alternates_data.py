@@ -19,7 +19,8 @@ from obliviate.data.alternates import (
     with_answers,
 )
 from obliviate.data.idk import IDK_ANSWERS, assign_idk, idk_pool, read_idk_pool
-from obliviate.data.lm_files import alternate_texts, lm_unlearn_data
+from obliviate.data.lm_alternates import alternate_texts
+from obliviate.data.lm_files import lm_unlearn_data
 from obliviate.errors import ObliviateError
 from obliviate.families.lm import IGNORE_INDEX, TokenData
 

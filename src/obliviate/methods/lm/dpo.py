@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from obliviate.data.lm_files import ALTERNATE  # the key of the winners in LMUnlearnData.extra
+from obliviate.data.lm_alternates import ALTERNATE  # the key of the winners in LMUnlearnData.extra
 from obliviate.errors import ObliviateError
 from obliviate.families.lm import ForgetRetainBatch, LMUnlearnData, TokenData, batch_of
 from obliviate.losses.preference import DPO_BETA, dpo_loss, sequence_nll_sum
