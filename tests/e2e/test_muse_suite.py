@@ -28,12 +28,13 @@ def test_bench_reports_muse_metrics_against_the_retrained_reference(bench_run):
     per = res["per_seed"]["0"]
     assert set(per["methods"]) == {"npo", "nlul", "mean_teacher"}
     ref = per["before"]["metrics"]["reference"]
-    assert 0.0 <= ref["auc"] <= 1.0 and set(ref["scalars"]) == {"verbmem_f", "knowmem_f", "knowmem_r"}
+    assert 0.0 <= ref["auc"] <= 1.0 and set(ref["scalars"]) == {"verbmem_f", "verbmem_r", "knowmem_f", "knowmem_r"}
     for name, entry in [("before", per["before"]), *per["methods"].items()]:
         sc, m = entry["scalars"], entry["metrics"]
         # VerbMem / KnowMem = mean of the stored per-item ROUGE-L F1 x 100
         assert sc["verbmem_f"] == pytest.approx(float(np.mean(m["per_item"]["verbmem"])), abs=1e-9), name
         assert sc["knowmem_r"] == pytest.approx(float(np.mean(m["per_item"]["knowmem_r"])), abs=1e-9), name
+        assert sc["verbmem_r"] == pytest.approx(float(np.mean(m["per_item"]["verbmem_r"])), abs=1e-9), name
         # PrivLeak from the stored per-item Min-40% scores and the reference's AUC
         scores = m["mia"]["scores"]
         auc, _ = membership_auc(scores["forget"], scores["holdout"], "muse", ("forget", "holdout"))

@@ -39,7 +39,7 @@ from obliviate.suites.lm_common import (
     train_stage,
 )
 
-TRAJECTORY = ("verbmem_f", "knowmem_f", "knowmem_r", "privleak")
+TRAJECTORY = ("verbmem_f", "verbmem_r", "knowmem_f", "knowmem_r", "privleak")
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,7 @@ class MuseConfig:
 class MuseData:
     docs: dict[str, list[str]]  # forget, retain, holdout, format
     verbmem: list[dict[str, str]]
+    verbmem_retain: list[dict[str, str]]  # the same excerpts of the retain documents (our utility proxy)
     knowmem: dict[str, list[dict[str, str]]]  # forget, retain, forget_icl, retain_icl, format
     tokenizer: Any
     seed: int
@@ -194,7 +195,8 @@ class MuseSuite(ModelWithReference):
     paper = MUSE
     config_cls = MuseConfig
     default_preset = "muse-mini"
-    score_rule = "min |VerbMem_f - VerbMem_f(retrain)| / 100 + (KnowMem_r before - after) / KnowMem_r before"
+    score_rule = ("min |VerbMem_f - VerbMem_f(retrain)| / 100 + relative KnowMem_r drop (VerbMem_r's when the target "
+                  "scores 0 on KnowMem_r)")
     _data_cache: ClassVar[dict[Any, MuseData]] = {}
 
     def build_data(self, cfg: MuseConfig, seed: int) -> MuseData:
@@ -214,7 +216,12 @@ class MuseSuite(ModelWithReference):
         from obliviate.data.tokenizer import tokenizer_hash
 
         blob = json.dumps([docs, verbmem, knowmem, tokenizer_hash(tok), cfg.data.max_length], sort_keys=True)
-        return MuseData(docs, verbmem, knowmem, tok, seed, hashlib.sha256(blob.encode()).hexdigest()[:16])
+        from obliviate.data.muse_synth import verbmem_item
+
+        retain_vm = [verbmem_item(doc, cfg.data.prompt_words) for doc in docs["retain"]
+                     if len(doc.split()) > cfg.data.prompt_words]
+        return MuseData(docs, verbmem, retain_vm, knowmem, tok, seed,
+                        hashlib.sha256(blob.encode()).hexdigest()[:16])
 
     def data_hash(self, data: MuseData) -> str:
         return data.content_hash
@@ -231,6 +238,7 @@ class MuseSuite(ModelWithReference):
 
     def columns(self, cfg: MuseConfig) -> list[Column]:
         return [Column("verbmem_f", "VerbMem f", False, 1), Column("verbmem_gap", "|VerbMem f - retrain|", False, 1),
+                Column("verbmem_r", "VerbMem r", True, 1),
                 Column("knowmem_f", "KnowMem f", False, 1), Column("knowmem_r", "KnowMem r", True, 1),
                 Column("privleak", "PrivLeak %", True, 1), Column("abs_privleak", "|PrivLeak| %", False, 1)]
 
@@ -304,6 +312,8 @@ class MuseSuite(ModelWithReference):
         try:
             vm = verbmem(model, data.tokenizer, data.verbmem, max_new_tokens=e.verbmem_max_new_tokens,
                          truncate="left", batch_size=e.batch_size)
+            vr = verbmem(model, data.tokenizer, data.verbmem_retain, max_new_tokens=e.verbmem_max_new_tokens,
+                         truncate="left", batch_size=e.batch_size)
             kf = knowmem(model, data.tokenizer, data.knowmem["forget"], data.knowmem["forget_icl"],
                          max_new_tokens=e.knowmem_max_new_tokens, truncate="left", batch_size=e.batch_size)
             kr = knowmem(model, data.tokenizer, data.knowmem["retain"], data.knowmem["retain_icl"],
@@ -312,8 +322,10 @@ class MuseSuite(ModelWithReference):
                                        "min_k", convention="muse", k=e.mink_k, batch_size=e.batch_size)
         finally:
             model.train(was)
-        return {"verbmem_f": vm.value, "knowmem_f": kf.value, "knowmem_r": kr.value, "_auc": mia.auc,
-                "_mia": mia.to_dict(), "_items": {"verbmem": vm.per_item(), "knowmem_f": kf.per_item(),
+        return {"verbmem_f": vm.value, "verbmem_r": vr.value, "knowmem_f": kf.value, "knowmem_r": kr.value,
+                "_auc": mia.auc,
+                "_mia": mia.to_dict(), "_items": {"verbmem": vm.per_item(), "verbmem_r": vr.per_item(),
+                                                   "knowmem_f": kf.per_item(),
                                                    "knowmem_r": kr.per_item()}}
 
     def evaluate(self, model: nn.Module, data: MuseData, cfg: MuseConfig) -> Evaluation:
@@ -329,7 +341,8 @@ class MuseSuite(ModelWithReference):
         assert ref is not None
         raw = self._measure(model, data, cfg)
         pl = muse_privleak(raw["_auc"], ref["auc"])
-        scalars = {"verbmem_f": raw["verbmem_f"], "knowmem_f": raw["knowmem_f"], "knowmem_r": raw["knowmem_r"],
+        scalars = {"verbmem_f": raw["verbmem_f"], "verbmem_r": raw["verbmem_r"], "knowmem_f": raw["knowmem_f"],
+                   "knowmem_r": raw["knowmem_r"],
                    "privleak": pl, "abs_privleak": abs(pl), "mink_auc": raw["_auc"],
                    "verbmem_gap": abs(raw["verbmem_f"] - ref["scalars"]["verbmem_f"])}
         metrics = {"scalars": dict(scalars), "reference": ref, "mia": raw["_mia"], "per_item": raw["_items"]}
@@ -346,8 +359,11 @@ class MuseSuite(ModelWithReference):
         return LMUnlearnData(data.text("forget", cfg), data.text("retain", cfg))
 
     def score(self, before: dict[str, float], after: dict[str, float]) -> float:
-        k0 = before.get("knowmem_r", 0.0)
-        drop = (k0 - after["knowmem_r"]) / k0 if k0 > 0 else 0.0
+        """|VerbMem_f gap| / 100 + the relative drop of KnowMem_r -- or of VerbMem_r when the target scores 0 on
+        KnowMem_r (a model too small to answer KnowMem's questions has no KnowMem utility to lose)."""
+        key = "knowmem_r" if before.get("knowmem_r", 0.0) > 0 else "verbmem_r"
+        u0 = before.get(key, 0.0)
+        drop = (u0 - after[key]) / u0 if u0 > 0 else 0.0
         return after["verbmem_gap"] / 100.0 + drop
 
 
