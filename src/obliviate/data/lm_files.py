@@ -32,7 +32,7 @@ Seqs = tuple[list[list[int]], list[int] | None]  # token lists and, for QA, each
 # --- reading -------------------------------------------------------------------------------------------------------
 
 
-def _read_text(path: Path) -> str:
+def read_text_file(path: Path) -> str:
     """A file's UTF-8 text; a missing file or other bytes are errors naming the file."""
     if not path.is_file():
         raise ObliviateError(f"{str(path)!r} does not exist")
@@ -42,10 +42,24 @@ def _read_text(path: Path) -> str:
         raise ObliviateError(f"{str(path)!r} is not UTF-8 text: {exc}") from None
 
 
+def jsonl_records(path: Path, text: str) -> list[tuple[int, Any]]:
+    """(line number, parsed value) for each non-blank line of JSON Lines ``text`` read from ``path``; a line that is
+    not JSON is an error naming the file, the line and the column."""
+    records = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append((n, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise ObliviateError(f"{str(path)!r} line {n}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    return records
+
+
 def _records(path: Path, keys: Sequence[str]) -> tuple[str, list[tuple[int, dict[str, Any]]]]:
     """("line" or "item", [(its number, object)]) for the records of a jsonl file, or of a .json file holding a
     list (numbered by item: its lines do not map to items)."""
-    text = _read_text(path)
+    text = read_text_file(path)
     if not text.strip():
         raise ObliviateError(f"{str(path)!r} is empty: expected one JSON object per line with keys "
                              f"{', '.join(repr(k) for k in keys)}")
@@ -61,14 +75,7 @@ def _records(path: Path, keys: Sequence[str]) -> tuple[str, list[tuple[int, dict
         where = "item"
     else:
         where = "line"
-        for n, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append((n, json.loads(line)))
-            except json.JSONDecodeError as exc:
-                raise ObliviateError(f"{str(path)!r} line {n}: invalid JSON ({exc.msg} at column {exc.colno})") \
-                    from None
+        records = jsonl_records(path, text)
     if not records:
         raise ObliviateError(f"{str(path)!r} holds no records")
     for n, obj in records:
@@ -100,7 +107,7 @@ def read_jsonl_located(path: str | Path, keys: Sequence[str] = QA_KEYS) -> list[
 def read_paragraphs(path: str | Path) -> list[str]:
     """The blank-line-separated paragraphs of a text file (stripped; at least one)."""
     p = Path(path)
-    text = _read_text(p)
+    text = read_text_file(p)
     paras = [t.strip() for t in re.split(r"\n\s*\n", text) if t.strip()]
     if not paras:
         raise ObliviateError(f"{str(p)!r} holds no text (empty or whitespace only)")

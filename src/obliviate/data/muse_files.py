@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from obliviate.data.lm_files import read_text_file
 from obliviate.data.muse_synth import MuseSynth
 from obliviate.errors import ObliviateError
 
@@ -81,17 +82,10 @@ def write_muse_files(synth: MuseSynth, directory: str | Path, overwrite: bool = 
     return targets
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ObliviateError(f"{str(path)!r} is not UTF-8 text: {exc}") from None
-
-
 def read_raw_file(path: str | Path) -> list[str]:
     """The documents of a raw text file: blank-line separated blocks, stripped."""
     p = Path(path)
-    docs = [block.strip() for block in re.split(r"\n\s*\n", _read_text(p))]
+    docs = [block.strip() for block in re.split(r"\n\s*\n", read_text_file(p))]
     docs = [d for d in docs if d]
     if not docs:
         raise ObliviateError(f"{str(p)!r} holds no text; expected documents separated by blank lines")
@@ -117,7 +111,7 @@ def read_privleak_file(path: str | Path) -> list[str]:
     """MUSE's ``privleak/{forget,retain,holdout}.json``: a JSON list of ``{"text": str}``."""
     p = Path(path)
     try:
-        data = json.loads(_read_text(p))
+        data = json.loads(read_text_file(p))
     except json.JSONDecodeError as exc:
         raise ObliviateError(f"{str(p)!r}: not valid JSON ({exc})") from None
     return parse_privleak_items(data, str(p))

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from obliviate.data.lm_files import jsonl_records, read_text_file
 from obliviate.data.tofu_synth import FORGET_SPLITS, TofuSynth
 from obliviate.errors import ObliviateError, unknown_name_error
 
@@ -98,13 +99,6 @@ def write_tofu_files(synth: TofuSynth, directory: str | Path, forget: str = "for
 _WS = re.compile(r"[ \t\n\r]*")
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ObliviateError(f"{str(path)!r} is not UTF-8 text: {exc}") from None
-
-
 def _array_records(text: str) -> list[tuple[int, Any]]:
     """(line where it starts, element) for each element of a valid JSON array."""
     dec = json.JSONDecoder()
@@ -124,7 +118,7 @@ def _array_records(text: str) -> list[tuple[int, Any]]:
 
 def _load_records(path: Path) -> list[tuple[int, Any]]:
     """(line number, parsed value) for each record of a JSON Lines file or a file holding one JSON array."""
-    text = _read_text(path)
+    text = read_text_file(path)
     if not text.strip():
         raise ObliviateError(f"{str(path)!r} is empty: expected one JSON object per line (or a JSON array)")
     if text.lstrip().startswith("["):
@@ -134,15 +128,7 @@ def _load_records(path: Path) -> list[tuple[int, Any]]:
             raise ObliviateError(f"{str(path)!r} line {exc.lineno}: invalid JSON ({exc.msg} at column "
                                  f"{exc.colno})") from None
         return _array_records(text)
-    records = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                records.append((n, json.loads(line)))
-            except json.JSONDecodeError as exc:
-                raise ObliviateError(f"{str(path)!r} line {n}: invalid JSON ({exc.msg} at column {exc.colno})") \
-                    from None
-    return records
+    return jsonl_records(path, text)
 
 
 def _check_item(path: Path, line: int, obj: Any, keys: Sequence[str]) -> None:
