@@ -233,12 +233,26 @@ def _only_methods(run_cfg: Any, methods: list[str], keep_selection: bool) -> Any
     return dataclasses.replace(run_cfg, methods={m: run_cfg.methods.get(m, {}) for m in methods}, selection=sel)
 
 
+def _preset_as_suite(args: argparse.Namespace) -> None:
+    """``obliviate bench tofu-mini``: a preset named where the suite goes means that preset of its suite."""
+    from obliviate.presets import preset_names, preset_suite
+    from obliviate.suites import SUITES
+
+    name = args.suite_name
+    if name is None or name in SUITES.names() or name not in preset_names():
+        return
+    if args.preset is not None and args.preset != name:
+        raise ObliviateError(f"two presets given: {name!r} and --preset {args.preset!r}")
+    args.preset, args.suite_name = name, preset_suite(name)
+
+
 def _bench(args: argparse.Namespace, progress: bool) -> int:
     from obliviate.context import print_stderr
     from obliviate.jobs.executors import make_executor
     from obliviate.jobs.runner import run_bench
     from obliviate.runconfig import check_seeds
 
+    _preset_as_suite(args)
     if args.suite and args.suite_name and args.suite != args.suite_name:
         raise ObliviateError(f"two suites given: {args.suite_name!r} and --suite {args.suite!r}")
     run_cfg = _load(args)

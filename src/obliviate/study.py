@@ -46,6 +46,8 @@ def run_trial(suite: Any, cfg: Any, data: Any, model: Any, before: dict[str, Any
     edited = copy.deepcopy(model) if copy_model else model
     udata = suite.unlearn_data(data, before["metrics"], cfg)
     epoch_metrics = getattr(suite, "epoch_metrics", None)  # optional: the suite's metrics after every epoch
+    if not getattr(getattr(cfg, "eval", None), "trajectory", True):  # the suite's ``eval.trajectory: false``
+        epoch_metrics = None
     evaluate = None if epoch_metrics is None else (lambda mod: epoch_metrics(mod, data, cfg))
     with track(method) as cost:
         result = m.unlearn(edited, udata, RunContext(seed=seed, device=device, progress=progress, evaluate=evaluate))

@@ -167,3 +167,23 @@ def test_eval_warns_when_config_builds_other_data(trained, capsys):
     capsys.readouterr()
     assert main(["eval", "--model", str(trained / "model"), "--set", "data.seed=5", "--out", str(trained / "e")]) == 0
     assert "different data" in capsys.readouterr().err
+
+
+def test_bench_takes_a_preset_name_where_the_suite_goes(tmp_path, capsys, monkeypatch):
+    """``obliviate bench tofu-mini`` = ``bench tofu --preset tofu-mini``; two different presets are refused."""
+    import obliviate.jobs.runner as runner
+
+    seen = {}
+
+    def fake_run_bench(run_cfg, seeds, out, executor, **kw):
+        seen["suite"], seen["methods"] = run_cfg.suite, sorted(run_cfg.methods)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(runner, "run_bench", fake_run_bench)
+    with pytest.raises(SystemExit):
+        main(["bench", "muse-micro", "--executor", "inline", "--out", str(tmp_path / "b"), "--quiet"])
+    assert seen == {"suite": "muse", "methods": ["mean_teacher", "nlul", "npo"]}
+    assert main(["bench", "tofu-micro", "--preset", "tofu-mini", "--out", str(tmp_path / "c"), "--quiet"]) != 0
+    assert "two presets" in capsys.readouterr().err
+    assert main(["bench", "no-such-suite", "--out", str(tmp_path / "d"), "--quiet"]) != 0
+    assert "no-such-suite" in capsys.readouterr().err

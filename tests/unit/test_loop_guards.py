@@ -177,3 +177,38 @@ def test_bf16_autocast_trains_close_to_fp32_and_fp16_needs_cuda(tiny_unlearn):
             build_method("grad_diff", {**cfg, "precision": "fp16"}).unlearn(copy.deepcopy(model), data)
     with pytest.raises(ObliviateError, match="precision"):
         build_method("grad_diff", {"precision": "fp8"})
+
+
+@pytest.mark.parametrize("trajectory", [True, False])
+def test_a_suites_eval_trajectory_switch_decides_whether_epochs_are_evaluated(tiny_unlearn, trajectory):
+    """``eval.trajectory: false`` (tofu, muse) skips the per-epoch evaluation of a bench trial; true records it."""
+    from types import SimpleNamespace
+
+    from obliviate.study import run_trial
+    from obliviate.suites.base import Evaluation
+
+    model, data = tiny_unlearn
+    calls = []
+
+    class Suite:
+        def unlearn_data(self, d, before, cfg):
+            return data
+
+        def epoch_metrics(self, m, d, cfg):
+            calls.append(1)
+            return {"x": float(len(calls))}
+
+        def evaluate(self, m, d, cfg):
+            return Evaluation({}, {"x": 0.0})
+
+        def score(self, before, after):
+            return 0.0
+
+        def model_hash(self, m):
+            return "h"
+
+    cfg = SimpleNamespace(eval=SimpleNamespace(trajectory=trajectory))
+    _, rec = run_trial(Suite(), cfg, None, model, {"metrics": {}, "scalars": {}}, "grad_ascent",
+                       {"epochs": 2, "lr": 1e-3, "batch_size": 8}, seed=0, device=None)
+    assert len(calls) == (3 if trajectory else 0)
+    assert ("x" in rec["logs"][0]) == trajectory

@@ -57,6 +57,10 @@ class MuseDataConfig:
     prompt_words: int = 32
     synth_seed: int = 0
     max_length: int = 320  # tokens per training / scoring row
+    # also train the forget / retain KnowMem QA (KnowMem's prompt, the side's ICL prefix): KnowMem then measures
+    # knowledge the model was taught as QA, and the forget QA join the forget set [deviation, for models too small to
+    # answer questions about text they only read; MUSE's targets only read the text]
+    train_qa: bool = False
 
     def __post_init__(self) -> None:
         if self.n_format < 0 or self.max_length < 16:
@@ -93,6 +97,7 @@ class MuseEvalConfig:
     verbmem_max_new_tokens: int = 128  # MUSE
     knowmem_max_new_tokens: int = 32  # MUSE
     mink_k: float = 0.4  # MUSE's PrivLeak key forget_holdout_Min-40%
+    trajectory: bool = True  # evaluate after every unlearning epoch in a bench (the per-epoch curves); false = skip
 
     def __post_init__(self) -> None:
         if not 0 < self.mink_k <= 1:
@@ -134,18 +139,33 @@ class MuseData:
                 for d in self.docs[name]]
         return TokenData.from_sequences(seqs, pad_id_of(self.tokenizer))
 
-    def format_rows(self, cfg: MuseConfig) -> TokenData | None:
-        """The format set's cloze QA in KnowMem's prompt (the forget ICL prefix, then the question)."""
+    def qa_training_rows(self, name: str, cfg: MuseConfig, icl: str = "forget_icl",
+                         score_prompt: bool = False) -> TokenData | None:
+        """The ``name`` QA items (``format``, ``forget``, ``retain``) as training rows in KnowMem's prompt: the
+        ``icl`` examples' prefix, then the question; the answer (+ EOS) is scored, the prompt too with
+        ``score_prompt``. None when there are none."""
         from obliviate.data.lm_files import pad_id_of, qa_rows
         from obliviate.metrics.muse import knowmem_prefix, parse_qa_items
 
-        items = self.knowmem.get("format") or []
+        items = self.knowmem.get(name) or []
         if not items:
             return None
-        prefix = knowmem_prefix(parse_qa_items(self.knowmem["forget_icl"], "icl", allow_empty=True))
+        prefix = knowmem_prefix(parse_qa_items(self.knowmem[icl], "icl", allow_empty=True))
         template = prefix.replace("{", "{{").replace("}", "}}") + "Question: {question}\nAnswer: "
-        seqs, plens = qa_rows(items, self.tokenizer, template, max_length=cfg.model.n_positions, source="format QA")
-        return TokenData.from_sequences(seqs, pad_id_of(self.tokenizer), plens)
+        seqs, plens = qa_rows(items, self.tokenizer, template, max_length=cfg.model.n_positions,
+                              source=f"{name} QA")
+        return TokenData.from_sequences(seqs, pad_id_of(self.tokenizer), None if score_prompt else plens)
+
+    def format_rows(self, cfg: MuseConfig) -> TokenData | None:
+        """The format set's cloze QA in KnowMem's prompt (the forget ICL prefix, then the question), every token
+        scored."""
+        return self.qa_training_rows("format", cfg, score_prompt=True)
+
+    def split_rows(self, name: str, cfg: MuseConfig) -> TokenData:
+        """What training and unlearning see of a split: its documents, plus its KnowMem QA with ``data.train_qa``."""
+        rows = self.text(name, cfg)
+        qa = self.qa_training_rows(name, cfg, f"{name}_icl") if cfg.data.train_qa else None
+        return rows if qa is None else concat_rows(rows, qa)
 
     def summary(self) -> str:
         d = self.docs
@@ -190,7 +210,7 @@ def _load(cfg: MuseConfig) -> tuple[dict[str, list[str]], list[dict[str, str]], 
 
 class MuseSuite(ModelWithReference):
     name = "muse"
-    VERSION = "1.0"
+    VERSION = "1.1"  # 1.1: data.train_qa
     family = "lm"
     paper = MUSE
     config_cls = MuseConfig
@@ -266,9 +286,9 @@ class MuseSuite(ModelWithReference):
 
     def _fit(self, model: nn.Module, data: MuseData, cfg: MuseConfig, seed: int, with_forget: bool,
              progress: bool) -> float:
-        parts = [data.text("retain", cfg)]
+        parts = [data.split_rows("retain", cfg)]
         if with_forget:
-            parts.insert(0, data.text("forget", cfg))
+            parts.insert(0, data.split_rows("forget", cfg))
         if data.docs.get("format"):
             parts.append(data.text("format", cfg))
         fmt = data.format_rows(cfg)
@@ -353,10 +373,11 @@ class MuseSuite(ModelWithReference):
         return {k: sc[k] for k in TRAJECTORY}
 
     def unlearn_data(self, data: MuseData, before: dict[str, Any], cfg: MuseConfig) -> LMUnlearnData:
-        """Forget = the forget documents, retain = the retain documents (MUSE's retain corpus), as text rows."""
+        """Forget = the forget documents, retain = the retain documents (MUSE's retain corpus), as text rows; with
+        ``data.train_qa`` each side's taught KnowMem QA rows too."""
         if data.reference is None and before.get("reference"):
             data.reference = before["reference"]
-        return LMUnlearnData(data.text("forget", cfg), data.text("retain", cfg))
+        return LMUnlearnData(data.split_rows("forget", cfg), data.split_rows("retain", cfg))
 
     def score(self, before: dict[str, float], after: dict[str, float]) -> float:
         """|VerbMem_f gap| / 100 + the relative drop of KnowMem_r -- or of VerbMem_r when the target scores 0 on

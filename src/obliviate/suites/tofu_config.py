@@ -70,6 +70,7 @@ class TofuEvalConfig:
     reference: str | None = None  # a saved TOFU evaluation of the retain model (save_eval's file): its forget truth
     # ratios are the forget-quality reference (checked: same benchmark content, split, tokenizer, truth-ratio version)
     save_eval: str | None = None  # write this model's TOFU evaluation there (the file `reference` reads)
+    trajectory: bool = True  # evaluate after every unlearning epoch in a bench (the per-epoch curves); false = skip
 
     def __post_init__(self) -> None:
         if self.truth_ratio not in ("geometric", "arithmetic"):
