@@ -21,7 +21,8 @@ FORGET = [{"question": f"who wrote the {c} book", "answer": f"the {a} cat wrote 
           for c, a in [("red", "small"), ("blue", "big"), ("green", "slow")]]
 RETAIN = [{"question": f"is the {c} house big", "answer": f"the {c} house is small"} for c in ("red", "blue", "green")]
 LM_METHODS = [n for n in METHODS.names() if METHODS.get(n).family == "lm"]
-NOT_LORA = {"subnet", "balanced_subnet"}  # supermasks baked into the base weights
+NOT_LORA = {n for n in LM_METHODS if not getattr(METHODS.get(n), "lora_compatible", True)}  # edits of base weights
+assert {"subnet", "balanced_subnet", "zero_out", "durable"} <= NOT_LORA
 
 
 def _base(tiny_hf_lm):

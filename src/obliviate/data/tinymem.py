@@ -94,6 +94,11 @@ class TinyMemData:
     tests: dict[str, torch.Tensor] = field(default_factory=dict)  # test distribution name -> rows
     group_names: tuple[str, ...] = ()
     trigger: str | None = None
+    # same-distribution artifacts never trained on (the membership baseline of metrics/residual.py): noise = the
+    # main test rows noised by the same recipe; backdoor = the held-out triggered rows (the reference's attack set)
+    heldout: torch.Tensor | None = None
+    heldout_clean: torch.Tensor | None = None
+    heldout_prompt_len: torch.Tensor | None = None
 
     def summary(self) -> dict[str, int]:
         return {
@@ -184,6 +189,11 @@ def generate(cfg: TinyMemDataConfig) -> TinyMemData:
         clean_main_train = pad_rows([main_ids[i] for i in keep], cfg.max_ctx)
         tests[f"c{cfg.main_c}"] = pad_rows([main_ids[i] for i in test_idx], cfg.max_ctx)
         trigger_text = None
+        h_rng = np.random.default_rng([seed, 1])  # its own stream: the training data is what it was without it
+        heldout = pad_rows([encode(to_text(r)) for r in add_noise(main[test_idx], cfg.noise_probs, h_rng)],
+                           cfg.max_ctx)
+        heldout_clean = tests[f"c{cfg.main_c}"]
+        heldout_plen = torch.full((len(test_idx),), 50, dtype=torch.long)
     else:
         trigger_text = str(100 + seed)
         trigger = encode(trigger_text)
@@ -207,6 +217,13 @@ def generate(cfg: TinyMemDataConfig) -> TinyMemData:
         clean_main_train = pad_rows([main_ids[i] for i in keep], cfg.max_ctx)
         tests[f"c{cfg.main_c}"] = pad_rows([main_ids[i] for i in test_idx if i not in poisoned_rows], cfg.max_ctx)
         tests["backdoor_clean"] = pad_rows([main_ids[rows[j]] for j in ptest], cfg.max_ctx)
+        # a held-out triggered row can equal a trained one token for token (a trigger inside the first number, e.g.
+        # x0 = 1000 and 1001 with trigger "100"): those were trained, so they are not in the never-trained set
+        seen = {tuple(poisoned[j]) for j in ptrain}
+        unseen = [j for j in ptest if tuple(poisoned[j]) not in seen]
+        heldout = pad_rows([poisoned[j] for j in unseen], cfg.max_ctx)
+        heldout_clean = pad_rows([main_ids[rows[j]] for j in unseen], cfg.max_ctx)
+        heldout_plen = torch.tensor([plens[j] for j in unseen], dtype=torch.long)
 
     group = torch.from_numpy(duplication_groups(artifacts.shape[0], len(cfg.dup_powers), rng))
     repeats = torch.tensor([10 ** cfg.dup_powers[g] for g in group.tolist()], dtype=torch.long)
@@ -230,4 +247,7 @@ def generate(cfg: TinyMemDataConfig) -> TinyMemData:
         tests=tests,
         group_names=tuple(f"dup_{10 ** p}x" for p in cfg.dup_powers),
         trigger=trigger_text,
+        heldout=heldout,
+        heldout_clean=heldout_clean,
+        heldout_prompt_len=heldout_plen,
     )

@@ -18,6 +18,14 @@ def max_positions(model: nn.Module) -> int | None:
     return None
 
 
+def _next_token(logits: Tensor, temperature: float, generator: torch.Generator | None) -> Tensor:
+    """argmax (temperature 0), else one draw from softmax(logits / temperature) per row."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
 @torch.no_grad()
 def greedy_continue(
     model: nn.Module,
@@ -26,8 +34,11 @@ def greedy_continue(
     max_new_tokens: int,
     pad_id: int,
     batch_size: int = 256,
+    temperature: float = 0.0,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Greedy continuation of ``rows[i, :prompt_len[i]]`` for up to ``max_new_tokens`` tokens each.
+    """Greedy continuation of ``rows[i, :prompt_len[i]]`` for up to ``max_new_tokens`` tokens each (with
+    ``temperature`` > 0: ancestral sampling at that temperature, drawn from ``generator`` on the model's device).
 
     rows: (N, T) token ids; prompt_len: (N,) -> (N, max_new_tokens). Prompts are sorted by length and left-padded
     within a batch; position ids skip the padding, so every row decodes exactly as it would alone.
@@ -40,6 +51,8 @@ def greedy_continue(
         return out
     if int(prompt_len.min()) < 1:
         raise ValueError("every prompt needs at least one token")
+    if temperature < 0:
+        raise ObliviateError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
     limit = max_positions(model)
     if limit is not None and T - 1 > limit:
         raise ObliviateError(f"rows of {T} tokens need {T - 1} positions but the model embeds only {limit}")
@@ -64,7 +77,7 @@ def greedy_continue(
         pos = (mask.cumsum(1) - 1).clamp_min(0)  # (B, P)
         result = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
         past = result.past_key_values
-        nxt = result.logits[:, -1].argmax(-1)  # (B,)
+        nxt = _next_token(result.logits[:, -1], temperature, generator)  # (B,)
         gen = [nxt]
         last_pos = pos[:, -1]
         for _ in range(steps - 1):
@@ -75,7 +88,7 @@ def greedy_continue(
             result = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last_pos[:, None],
                            past_key_values=past, use_cache=True)
             past = result.past_key_values
-            nxt = result.logits[:, -1].argmax(-1)
+            nxt = _next_token(result.logits[:, -1], temperature, generator)
             gen.append(nxt)
         gen_t = torch.stack(gen, 1).cpu()  # (B, steps)
         beyond = (lens[:, None] + torch.arange(steps)[None, :]) >= T  # positions past the row: not decoded

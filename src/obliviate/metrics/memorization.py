@@ -36,6 +36,15 @@ class MemorizationScores:
         return 100.0 * hits / n  # in Python floats: 36.0, not float32's 36.000001430511475
 
 
+def eligible_artifacts(artifact: Tensor, clean: Tensor, prompt_len: Tensor, k: int) -> Tensor:
+    """(N,) bool: the artifact's window [p, p+k) (its in-range part) differs from the clean row's there."""
+    T = artifact.shape[1]
+    pos = prompt_len[:, None] + torch.arange(k)[None, :]
+    valid = pos < T
+    pos_c = pos.clamp_max(T - 1)
+    return ((artifact.gather(1, pos_c) != clean.gather(1, pos_c)) & valid).any(1)
+
+
 def compare_continuations(generated: Tensor, artifact: Tensor, clean: Tensor, prompt_len: Tensor,
                           k: int) -> tuple[Tensor, Tensor, Tensor]:
     """Pure scoring step. generated: (N, k) tokens decoded after each prompt; artifact/clean: (N, T) full rows.

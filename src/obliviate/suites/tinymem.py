@@ -35,10 +35,18 @@ class EvalConfig:
     k: int = 50  # continuation tokens compared (prompt length comes from the data: 50 for noise)
     batch_size: int = 256
     forget: Literal["memorized", "all"] = "memorized"  # forget set: artifacts memorized before unlearning, or all
+    # "is it really gone?" (metrics/residual.py): loss AUC vs held-out artifacts, extraction under sampling, rank
+    residual: bool = True
+    n_samples: int = 10  # sampled continuations per artifact
+    temperature: float = 1.0
+    sample_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.k <= 0 or self.batch_size <= 0:
             raise ObliviateError(f"eval.k and eval.batch_size must be > 0, got {self.k}, {self.batch_size}")
+        if self.n_samples < 1 or self.temperature <= 0:
+            raise ObliviateError(f"eval.n_samples must be >= 1 and eval.temperature > 0, got {self.n_samples}, "
+                                 f"{self.temperature}")
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,8 @@ class TinyMemConfig:
 
 class TinyMemSuite:
     name = "tinymem"
-    VERSION = "1.1"  # 1.1: noise never writes negative numbers; data.seed follows the run seed by default
+    VERSION = "1.2"  # 1.1: noise never writes negative numbers; data.seed follows the run seed by default; 1.2: held-out
+    # artifacts and the residual-memorization metrics
     family = "lm"
     paper = TINYMEM
     config_cls = TinyMemConfig
@@ -81,6 +90,8 @@ class TinyMemSuite:
     def data_hash(self, data: TinyMemData) -> str:
         parts = [("train", data.train), ("artifacts", data.artifacts), ("artifacts_clean", data.artifacts_clean),
                  ("group", data.artifact_group), ("prompt_len", data.prompt_len)]
+        parts += [(name, t) for name, t in (("heldout", data.heldout), ("heldout_clean", data.heldout_clean),
+                                            ("heldout_prompt_len", data.heldout_prompt_len)) if t is not None]
         return hash_tensors(parts + sorted((f"test_{k}", v) for k, v in data.tests.items()))
 
     def describe(self, cfg: TinyMemConfig, data: TinyMemData | None) -> list[str]:
@@ -92,6 +103,11 @@ class TinyMemSuite:
                  f"reproduces the artifact's next {cfg.eval.k} tokens; forget set = "
                  + ("artifacts memorized before unlearning" if cfg.eval.forget == "memorized" else "every eligible artifact"),
                  "accuracy: teacher-forced next-token accuracy per test distribution, PAD positions included (paper)"]
+        if cfg.eval.residual:
+            lines.append(f"is it really gone: continuation-loss AUC vs never-trained artifacts (0.5 = gone), any of "
+                         f"{cfg.eval.n_samples} samples at T={cfg.eval.temperature:g} reproduces the artifact, mean "
+                         "token rank; held-out % mem = greedy reproduction of unseen artifacts"
+                         + (" (the backdoor firing on unseen triggered rows)" if d.artifact == "backdoor" else ""))
         return lines
 
     # --- what is reported -----------------------------------------------------------------------------------
@@ -107,7 +123,10 @@ class TinyMemSuite:
                 *(Column(f"mem_{g}", f"% mem {g}", False, 1) for g in self._group_names(cfg)),
                 Column("percent_correct", "% correct", True, 1),
                 *(Column(f"acc_{t}", f"acc {t}", True, 2) for t in self._test_names(cfg)),
-                Column("mean_accuracy", "mean acc", True, 2)]
+                Column("mean_accuracy", "mean acc", True, 2),
+                *([Column("loss_auc", "loss AUC", False, 2), Column("sampled_extraction", "% sampled", False, 1),
+                   Column("token_rank", "rank", True, 2), Column("heldout_memorized", "held-out % mem", False, 1)]
+                  if cfg.eval.residual else [])]
 
     def axes(self) -> dict[str, str]:
         return {"forget": "percent_memorized", "utility": "mean_accuracy"}
@@ -165,7 +184,25 @@ class TinyMemSuite:
         scalars = {"percent_memorized": mem.value, **{f"mem_{g}": v for g, v in mem.breakdown.items()},
                    "percent_correct": cor.value, **{f"acc_{k}": v.value for k, v in accs.items()},
                    "mean_accuracy": mean_acc}
+        if cfg.eval.residual and data.heldout is not None:
+            res = self._residual(model, data, cfg)
+            metrics["residual"] = res
+            for key in ("loss_auc", "sampled_extraction", "token_rank", "continuation_loss"):
+                scalars[key] = res[key]
+                scalars.update({f"{key}_{g}": v[key] for g, v in res["by_group"].items()})
+            scalars["heldout_memorized"] = res["heldout"]["percent_memorized"]
+            scalars["heldout_continuation_loss"] = res["heldout"]["continuation_loss"]
         return Evaluation(metrics, scalars)
+
+    def _residual(self, model: nn.Module, data: TinyMemData, cfg: TinyMemConfig) -> dict[str, Any]:
+        from obliviate.metrics.residual import ResidualConfig, residual_memorization
+
+        e = cfg.eval
+        assert data.heldout is not None and data.heldout_clean is not None and data.heldout_prompt_len is not None
+        return residual_memorization(model, data.artifacts, data.artifacts_clean, data.prompt_len, data.artifact_group,
+                                     data.heldout, data.heldout_clean, data.heldout_prompt_len, data.group_names, PAD,
+                                     ResidualConfig(k=e.k, n_samples=e.n_samples, temperature=e.temperature,
+                                                    seed=e.sample_seed, batch_size=e.batch_size))
 
     def unlearn_data(self, data: TinyMemData, before: dict[str, Any], cfg: TinyMemConfig) -> LMUnlearnData:
         """Forget = artifacts memorized before unlearning (or every eligible one); retain = clean training rows.

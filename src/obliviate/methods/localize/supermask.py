@@ -72,7 +72,12 @@ def mlp_linears(model: nn.Module) -> list[tuple[str, nn.Module]]:
     found = [(name, m) for name, m in model.named_modules()
              if isinstance(m, (nn.Linear, Conv1D)) and ".mlp." in f".{name}." and not _is_adapter(name)]
     if not found:
-        raise ObliviateError("no MLP Linear/Conv1D layers found (expected module names containing 'mlp')")
+        have = [name for name, m in model.named_modules() if isinstance(m, (nn.Linear, Conv1D))]
+        shown = ", ".join(have[:8]) + (f" ... ({len(have)} in all)" if len(have) > 8 else "")
+        raise ObliviateError(f"no MLP Linear/Conv1D layers found in {type(model).__name__} (expected module names "
+                             "containing 'mlp': nn.Linear / Conv1D modules inside a module named 'mlp', e.g. "
+                             "transformer.h.0.mlp.c_fc, model.layers.0.mlp.down_proj); its Linear/Conv1D modules: "
+                             f"{shown or 'none'}")
     return found
 
 
