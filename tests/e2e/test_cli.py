@@ -171,7 +171,7 @@ def test_eval_warns_when_config_builds_other_data(trained, capsys):
 
 def test_bench_takes_a_preset_name_where_the_suite_goes(tmp_path, capsys, monkeypatch):
     """``obliviate bench tofu-mini`` = ``bench tofu --preset tofu-mini``; two different presets are refused."""
-    import obliviate.jobs.runner as runner
+    from obliviate.jobs import runner
 
     seen = {}
 

@@ -78,7 +78,7 @@ def sampled_extraction(model: nn.Module, artifact: Tensor, clean: Tensor, prompt
         raise ObliviateError(f"n_samples must be >= 1 and temperature > 0, got {n_samples}, {temperature}")
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
-    rep = lambda x: x.repeat_interleave(n_samples, dim=0)  # noqa: E731  (row i's samples are adjacent)
+    rep = lambda x: x.repeat_interleave(n_samples, dim=0)  # row i's samples are adjacent
     out = greedy_continue(model, rep(clean), rep(prompt_len), k, pad_id, batch_size=batch_size,
                           temperature=temperature, generator=gen)
     _, hit, _ = compare_continuations(out, rep(artifact), rep(clean), rep(prompt_len), k)
