@@ -18,8 +18,12 @@ def max_positions(model: nn.Module) -> int | None:
     return None
 
 
-def _next_token(logits: Tensor, temperature: float, generator: torch.Generator | None) -> Tensor:
-    """argmax (temperature 0), else one draw from softmax(logits / temperature) per row."""
+def _next_token(logits: Tensor, temperature: float, generator: torch.Generator | None,
+                banned: int | None = None) -> Tensor:
+    """argmax (temperature 0), else one draw from softmax(logits / temperature) per row; never ``banned``."""
+    if banned is not None:
+        logits = logits.clone()
+        logits[:, banned] = float("-inf")
     if temperature == 0:
         return logits.argmax(-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
@@ -36,9 +40,11 @@ def greedy_continue(
     batch_size: int = 256,
     temperature: float = 0.0,
     generator: torch.Generator | None = None,
+    banned_token: int | None = None,
 ) -> Tensor:
     """Greedy continuation of ``rows[i, :prompt_len[i]]`` for up to ``max_new_tokens`` tokens each (with
     ``temperature`` > 0: ancestral sampling at that temperature, drawn from ``generator`` on the model's device).
+    ``banned_token`` is never produced (HF's ``min_length`` bans EOS that way).
 
     rows: (N, T) token ids; prompt_len: (N,) -> (N, max_new_tokens). Prompts are sorted by length and left-padded
     within a batch; position ids skip the padding, so every row decodes exactly as it would alone.
@@ -77,7 +83,7 @@ def greedy_continue(
         pos = (mask.cumsum(1) - 1).clamp_min(0)  # (B, P)
         result = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
         past = result.past_key_values
-        nxt = _next_token(result.logits[:, -1], temperature, generator)  # (B,)
+        nxt = _next_token(result.logits[:, -1], temperature, generator, banned_token)  # (B,)
         gen = [nxt]
         last_pos = pos[:, -1]
         for _ in range(steps - 1):
@@ -88,7 +94,7 @@ def greedy_continue(
             result = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last_pos[:, None],
                            past_key_values=past, use_cache=True)
             past = result.past_key_values
-            nxt = _next_token(result.logits[:, -1], temperature, generator)
+            nxt = _next_token(result.logits[:, -1], temperature, generator, banned_token)
             gen.append(nxt)
         gen_t = torch.stack(gen, 1).cpu()  # (B, steps)
         beyond = (lens[:, None] + torch.arange(steps)[None, :]) >= T  # positions past the row: not decoded

@@ -55,24 +55,38 @@ def accuracy(model: nn.Module, rows: Tensor, pad_id: int, batch_size: int = 256)
 
 
 @register_metric("perplexity", higher_is_better=False, paper=TINYMEM,
-                 description="mean over test batches of exp(batch mean token NLL), PAD targets excluded")
+                 description="exp(mean token NLL over the set's real tokens); reference_compatible: mean over "
+                             "batches of exp(batch NLL with PAD targets)")
 @torch.no_grad()
-def perplexity(model: nn.Module, rows: Tensor, pad_id: int, batch_size: int = 64) -> MetricResult:
-    """Reference definition: mean over batches of exp(mean token NLL of the batch); per-sequence NLLs kept."""
+def perplexity(model: nn.Module, rows: Tensor, pad_id: int, batch_size: int = 64,
+               reference_compatible: bool = False) -> MetricResult:
+    """Perplexity of (N, T) PAD-padded rows; both definitions are computed, ``value`` is the chosen one.
+
+    Ours (``breakdown['masked']``): exp of the mean NLL over every real (non-PAD) target of the set -- independent
+    of the batch size. The reference's (``breakdown['reference']``): the mean over batches of exp(the batch's mean
+    NLL over every position, PAD targets included -- HF's loss with labels = input ids), which depends on the batch
+    size and rewards predicting PAD after the end. ``per_item``: each row's mean NLL over its real targets."""
     device = next(model.parameters()).device
     was = model.training
     model.eval()
-    ppl_batches: list[float] = []
+    ref_batches: list[float] = []
     per_item: list[float] = []
+    total, count = 0.0, 0
     for s in range(0, rows.shape[0], batch_size):
         batch = rows[s : s + batch_size].to(device)
         logits = model(input_ids=batch).logits
         targets, mask = shift_targets(batch, pad_id)
-        nll = token_nll(logits[:, :-1], targets) * mask
+        nll_all = token_nll(logits[:, :-1], targets)
+        nll = nll_all * mask
         per_item.extend((nll.sum(1) / mask.sum(1).clamp_min(1)).tolist())
-        ppl_batches.append(safe_exp(float(nll.sum() / mask.sum().clamp_min(1))))
+        total += float(nll.double().sum())
+        count += int(mask.sum())
+        ref_batches.append(safe_exp(float(nll_all.mean())))
     model.train(was)
-    return MetricResult("perplexity", sum(ppl_batches) / max(len(ppl_batches), 1), False, per_item=per_item)
+    masked = safe_exp(total / max(count, 1))
+    reference = sum(ref_batches) / max(len(ref_batches), 1)
+    return MetricResult("perplexity", reference if reference_compatible else masked, False, per_item=per_item,
+                        breakdown={"masked": masked, "reference": reference})
 
 
 @torch.no_grad()

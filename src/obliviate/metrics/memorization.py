@@ -65,9 +65,12 @@ def compare_continuations(generated: Tensor, artifact: Tensor, clean: Tensor, pr
 
 
 def score_memorization(model: nn.Module, artifacts: Tensor, clean: Tensor, prompt_len: Tensor, group: Tensor,
-                       pad_id: int, k: int = 50, batch_size: int = 256) -> MemorizationScores:
-    """Run the model on every artifact's clean prefix and score the continuation (no model state is changed)."""
-    generated = greedy_continue(model, clean, prompt_len, k, pad_id, batch_size=batch_size)
+                       pad_id: int, k: int = 50, batch_size: int = 256,
+                       banned_token: int | None = None) -> MemorizationScores:
+    """Run the model on every artifact's clean prefix and score the continuation (no model state is changed).
+    ``banned_token``: never decoded (the reference's ``min_length = max_ctx`` bans EOS)."""
+    generated = greedy_continue(model, clean, prompt_len, k, pad_id, batch_size=batch_size,
+                                banned_token=banned_token)
     eligible, memorized, correct = compare_continuations(generated, artifacts, clean, prompt_len, k)
     return MemorizationScores(eligible, memorized, correct, group)
 
@@ -75,10 +78,17 @@ def score_memorization(model: nn.Module, artifacts: Tensor, clean: Tensor, promp
 @register_metric("percent_memorized", higher_is_better=False, paper=TINYMEM,
                  description="% of artifacts whose greedy continuation of the clean prefix reproduces the artifact")
 def percent_memorized(model: nn.Module, artifacts: Tensor, clean: Tensor, prompt_len: Tensor, group: Tensor,
-                      pad_id: int, group_names: tuple[str, ...] = (), k: int = 50,
-                      batch_size: int = 256) -> tuple[MetricResult, MetricResult, MemorizationScores]:
-    """(% memorized, % non-memorized-correct, per-item scores); breakdowns per duplication group."""
-    s = score_memorization(model, artifacts, clean, prompt_len, group, pad_id, k, batch_size)
+                      pad_id: int, group_names: tuple[str, ...] = (), k: int = 50, batch_size: int = 256,
+                      eos_id: int | None = None,
+                      reference_compatible: bool = False) -> tuple[MetricResult, MetricResult, MemorizationScores]:
+    """(% memorized, % non-memorized-correct, per-item scores); breakdowns per duplication group.
+
+    ``reference_compatible`` decodes as the reference does, with ``min_length = max_ctx``, which bans ``eos_id``:
+    an artifact whose row ends inside the window can then never count as memorized or correct."""
+    if reference_compatible and eos_id is None:
+        raise ValueError("reference_compatible % memorized needs the EOS id it bans")
+    s = score_memorization(model, artifacts, clean, prompt_len, group, pad_id, k, batch_size,
+                           banned_token=eos_id if reference_compatible else None)
     names = group_names or tuple(f"group_{g}" for g in range(int(group.max()) + 1 if group.numel() else 0))
     mem = MetricResult(
         "percent_memorized", s.percent("memorized"), False,

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from obliviate.config import to_dict
-from obliviate.data.tinymem import PAD, TinyMemData, TinyMemDataConfig, generate
+from obliviate.data.tinymem import EOS, PAD, TinyMemData, TinyMemDataConfig, generate
 from obliviate.errors import ObliviateError
 from obliviate.families.lm import LMUnlearnData, TokenData, drop_trailing_token_columns
 from obliviate.io import hash_model, hash_tensors, load_causal_lm, save_pretrained_atomic, source_hash
@@ -37,6 +37,8 @@ class EvalConfig:
     forget: Literal["memorized", "all"] = "memorized"  # forget set: artifacts memorized before unlearning, or all
     # "is it really gone?" (metrics/residual.py): loss AUC vs held-out artifacts, extraction under sampling, rank
     residual: bool = True
+    # decode % memorized as the reference (min_length = max_ctx bans EOS: rows ending inside the window never count)
+    reference_compatible: bool = False
     n_samples: int = 10  # sampled continuations per artifact
     temperature: float = 1.0
     sample_seed: int = 0
@@ -171,7 +173,8 @@ class TinyMemSuite:
         """% memorized (overall and per duplication group), % correct, accuracy per test distribution."""
         mem, cor, scores = percent_memorized(model, data.artifacts, data.artifacts_clean, data.prompt_len,
                                              data.artifact_group, PAD, data.group_names, k=cfg.eval.k,
-                                             batch_size=cfg.eval.batch_size)
+                                             batch_size=cfg.eval.batch_size, eos_id=EOS,
+                                             reference_compatible=cfg.eval.reference_compatible)
         accs = {name: accuracy(model, rows, PAD, batch_size=cfg.eval.batch_size) for name, rows in data.tests.items()}
         mean_acc = sum(v.value for v in accs.values()) / max(len(accs), 1)
         metrics = {

@@ -1,0 +1,80 @@
+"""The reference_compatible definitions of the TinyMem metrics next to ours: perplexity (PAD targets, mean over
+batches of exp) and % memorized (decoding with EOS banned, as the reference's min_length = max_ctx does)."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from obliviate.data.tinymem import EOS, PAD
+from obliviate.metrics.generation import _next_token
+from obliviate.metrics.lm_quality import perplexity
+from obliviate.metrics.memorization import eligible_artifacts, percent_memorized
+
+
+class FixedProbs(nn.Module):
+    """Every position predicts the same distribution ``probs``."""
+
+    def __init__(self, probs):
+        super().__init__()
+        self.logp = nn.Parameter(torch.tensor(probs).log(), requires_grad=False)
+
+    def forward(self, input_ids, **kw):
+        return SimpleNamespace(logits=self.logp.expand(*input_ids.shape, -1))
+
+
+def test_perplexity_ours_masks_pad_and_the_reference_averages_exp_over_batches():
+    pad = 2
+    model = FixedProbs([0.05, 0.05, 0.9])
+    rows = torch.tensor([[0, 1, 2, 2], [0, 1, 0, 2]])  # real targets: 1 in row 0, 2 in row 1
+    got = perplexity(model, rows, pad, batch_size=1)
+    assert got.value == pytest.approx(20.0)  # every real target has p = 0.05
+    row0 = math.exp((-math.log(0.05) - 2 * math.log(0.9)) / 3)  # PAD targets included
+    row1 = math.exp((-2 * math.log(0.05) - math.log(0.9)) / 3)
+    assert got.breakdown["reference"] == pytest.approx((row0 + row1) / 2)
+    ref = perplexity(model, rows, pad, batch_size=1, reference_compatible=True)
+    assert ref.value == pytest.approx((row0 + row1) / 2) and ref.breakdown == got.breakdown
+    both = perplexity(model, rows, pad, batch_size=2)  # ours does not depend on the batch size
+    assert both.value == pytest.approx(20.0) and both.breakdown["reference"] != pytest.approx((row0 + row1) / 2)
+
+
+def test_a_banned_token_is_never_chosen():
+    logits = torch.tensor([[0.0, 5.0, 1.0], [3.0, 0.0, 1.0]])
+    assert _next_token(logits, 0.0, None, banned=1).tolist() == [2, 0]
+    g = torch.Generator().manual_seed(0)
+    assert (_next_token(logits.repeat(50, 1), 1.0, g, banned=1) != 1).all()
+
+
+class Bigram(nn.Module):
+    """Next token = a fixed function of the current token (works with the KV-cached decoder, one token at a time)."""
+
+    def __init__(self, nxt: dict[int, list[int]], vocab: int = 14):
+        super().__init__()
+        table = torch.zeros(vocab, vocab)
+        for cur, ranked in nxt.items():  # ranked next tokens, best first
+            for r, t in enumerate(ranked):
+                table[cur, t] = 10.0 - r
+        self.table = nn.Parameter(table, requires_grad=False)
+
+    def forward(self, input_ids, **kw):
+        return SimpleNamespace(logits=self.table[input_ids], past_key_values=None)
+
+
+def test_reference_memorized_bans_eos_so_a_row_ending_in_the_window_never_counts():
+    # row 0 ends inside the window (... 3 EOS); row 1 does not; the bigram model reproduces both exactly
+    model = Bigram({1: [2], 2: [3], 3: [EOS, 5], EOS: [PAD], PAD: [PAD], 4: [5], 5: [6], 6: [7], 7: [8]})
+    art = torch.tensor([[10, 1, 2, 3, EOS, PAD, PAD, PAD], [10, 4, 5, 6, 7, 8, 9, 0]])
+    clean = torch.tensor([[10, 1, 0, 0, 0, 0, 0, 0], [10, 4, 0, 0, 0, 0, 0, 0]])
+    plen, group = torch.tensor([2, 2]), torch.tensor([0, 0])
+    mem, _, ours = percent_memorized(model, art, clean, plen, group, PAD, k=4, eos_id=EOS)
+    ref_mem, _, ref = percent_memorized(model, art, clean, plen, group, PAD, k=4, eos_id=EOS,
+                                        reference_compatible=True)
+    assert ours.memorized.tolist() == [True, True] and mem.value == 100.0
+    assert ref.memorized.tolist() == [False, True] and ref_mem.value == 50.0  # after 3 it decodes 5, not EOS
+    assert torch.equal(ref.eligible, eligible_artifacts(art, clean, plen, 4))
+    with pytest.raises(ValueError, match="EOS"):
+        percent_memorized(model, art, clean, plen, group, PAD, k=4, reference_compatible=True)
