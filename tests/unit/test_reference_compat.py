@@ -78,3 +78,37 @@ def test_reference_memorized_bans_eos_so_a_row_ending_in_the_window_never_counts
     assert torch.equal(ref.eligible, eligible_artifacts(art, clean, plen, 4))
     with pytest.raises(ValueError, match="EOS"):
         percent_memorized(model, art, clean, plen, group, PAD, k=4, reference_compatible=True)
+
+
+def test_subnet_reference_objective_is_ce_over_every_full_width_position_and_the_count_floors(trained_tiny,
+                                                                                             micro_data):
+    import copy
+
+    from obliviate.families.lm import LMUnlearnData, batch_of
+    from obliviate.methods import build_method
+    from obliviate.methods.localize.supermask import pruned_count, topk_mask
+
+    assert pruned_count(1000, 0.0015) == 2 and pruned_count(1000, 0.0015, floor=True) == 1
+    assert int((topk_mask(torch.arange(1.0, 11.0), 0.25, floor=True) == 0).sum()) == 2  # int(2.5)
+    assert int((topk_mask(torch.arange(1.0, 11.0), 0.35) == 0).sum()) == 4  # round(3.5), banker's -> 4
+    data = LMUnlearnData.from_rows(micro_data.artifacts, micro_data.clean_train[:16], PAD)
+    batch = batch_of(data.forget, torch.arange(4))
+    assert batch.input_ids.shape[1] < micro_data.artifacts.shape[1]  # the loop trims all-PAD columns
+    for ref in (True, False):
+        model = copy.deepcopy(trained_tiny)
+        m = build_method("subnet", {"reference_compatible": ref, "ratio": 0.1})
+        m.setup(model, data, seed=0)
+        got = m.sequence_ce(model, batch)
+        full = micro_data.artifacts[:4]
+        with torch.no_grad():
+            logits = model(input_ids=full if ref else batch.input_ids).logits
+        lp = torch.log_softmax(logits[:, :-1].float(), -1)
+        if ref:  # every next-token position of the max_ctx-wide rows, PAD targets included
+            want = -lp.gather(-1, full[:, 1:, None])[..., 0].mean(1)
+        else:  # the scored (non-PAD) targets only
+            tgt = batch.labels[:, 1:]
+            keep = tgt != -100
+            nll = -lp.gather(-1, tgt.clamp_min(0)[..., None])[..., 0]
+            want = (nll * keep).sum(1) / keep.sum(1)
+        assert torch.allclose(got, want, atol=1e-5), ref
+        m.teardown(model, None)

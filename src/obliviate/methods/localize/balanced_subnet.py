@@ -12,7 +12,6 @@ from torch import Tensor, nn
 from obliviate.errors import ObliviateError
 from obliviate.families.lm import ForgetRetainBatch
 from obliviate.losses.gradient import balanced_subnet_loss
-from obliviate.losses.nll import sequence_nll
 from obliviate.methods.base import METHODS
 from obliviate.methods.localize.subnet import SubnetConfig, SupermaskMethod
 
@@ -37,7 +36,7 @@ class BalancedSubnet(SupermaskMethod):
 
     def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, Tensor]]:
         assert batch.retain is not None  # needs_retain: the loop always draws retain rows
-        ce_f = sequence_nll(*batch.forget.scored_logits(model))
-        ce_r = sequence_nll(*batch.retain.scored_logits(model))
+        ce_f = self.sequence_ce(model, batch.forget)
+        ce_r = self.sequence_ce(model, batch.retain)
         loss = balanced_subnet_loss(ce_f, ce_r, self.config.loss_weighting)
         return loss, {"forget_nll": ce_f.mean().detach(), "retain_nll": ce_r.mean().detach()}

@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+import torch
 from torch import Tensor, nn
 
 from obliviate.errors import ObliviateError
-from obliviate.families.lm import ForgetRetainBatch, LMUnlearnData
+from obliviate.families.lm import ForgetRetainBatch, LMBatch, LMUnlearnData
 from obliviate.losses.nll import sequence_nll
 from obliviate.methods.base import METHODS, LossMethod
 from obliviate.methods.localize.supermask import attach_supermasks, bake_supermasks, freeze, restore_grad
@@ -30,6 +31,9 @@ class SubnetConfig(LoopConfig):
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    # the reference's objective: per-sequence CE over every position incl. PAD targets (HF loss, labels = input ids,
+    # no attention mask) and int(ratio * n) pruned entries; ours: CE over the scored tokens, round(ratio * n)
+    reference_compatible: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -51,7 +55,22 @@ class SupermaskMethod(LossMethod):
 
     def setup(self, model: nn.Module, data: LMUnlearnData, seed: int) -> list[nn.Parameter]:
         self._flags = freeze(model)
-        return [m.scores for m in attach_supermasks(model, self.config.ratio, generator_seed=seed)]
+        # reference_compatible: the rows' full width and PAD id, to undo the loop's trimming of all-PAD columns
+        ids, att = data.forget.input_ids, data.forget.attention_mask
+        self._width = ids.shape[1]
+        self._pad = int(ids[att == 0][0]) if bool((att == 0).any()) else None
+        masks = attach_supermasks(model, self.config.ratio, generator_seed=seed, floor=self.config.reference_compatible)
+        return [m.scores for m in masks]
+
+    def sequence_ce(self, model: nn.Module, split: LMBatch) -> Tensor:
+        """(B,) per-sequence CE: over the scored tokens, or (reference_compatible) over every next-token position
+        of the raw rows, PAD targets included."""
+        if self.config.reference_compatible:
+            ids = split.input_ids
+            if self._pad is not None and ids.shape[1] < self._width:
+                ids = torch.nn.functional.pad(ids, (0, self._width - ids.shape[1]), value=self._pad)
+            return sequence_nll(model(input_ids=ids).logits, ids)
+        return sequence_nll(*split.scored_logits(model))
 
     def teardown(self, model: nn.Module, result: UnlearnResult | None) -> None:
         pruned = bake_supermasks(model)
@@ -64,5 +83,5 @@ class SupermaskMethod(LossMethod):
 @METHODS.register("subnet")
 class Subnet(SupermaskMethod):
     def loss(self, model: nn.Module, batch: ForgetRetainBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        ce_f = sequence_nll(*batch.forget.scored_logits(model)).mean()
+        ce_f = self.sequence_ce(model, batch.forget).mean()
         return -ce_f, {"forget_nll": ce_f.detach()}

@@ -17,10 +17,15 @@ from transformers.pytorch_utils import Conv1D
 from obliviate.errors import ObliviateError
 
 
-def topk_mask(scores: Tensor, ratio: float) -> Tensor:
-    """0/1 mask with the ``round(ratio * numel)`` smallest-|score| entries set to 0 (ties broken by index order)."""
+def pruned_count(n: int, ratio: float, floor: bool = False) -> int:
+    """Entries pruned of ``n``: ``round(ratio * n)``, or the reference's ``int(ratio * n)`` with ``floor``."""
+    return int(ratio * n) if floor else round(ratio * n)
+
+
+def topk_mask(scores: Tensor, ratio: float, floor: bool = False) -> Tensor:
+    """0/1 mask with the ``pruned_count`` smallest-|score| entries set to 0 (ties broken by index order)."""
     n = scores.numel()
-    k = round(ratio * n)
+    k = pruned_count(n, ratio, floor)
     mask = torch.ones(n, dtype=scores.dtype, device=scores.device)
     if k > 0:
         idx = torch.argsort(scores.detach().abs().flatten(), stable=True)[:k]
@@ -32,32 +37,32 @@ class _StraightThroughMask(torch.autograd.Function):
     """forward: the top-k mask of |scores|; backward: identity to |scores| (autograd adds the sign)."""
 
     @staticmethod
-    def forward(ctx, abs_scores: Tensor, ratio: float) -> Tensor:  # type: ignore[override]
-        return topk_mask(abs_scores, ratio)
+    def forward(ctx, abs_scores: Tensor, ratio: float, floor: bool) -> Tensor:  # type: ignore[override]
+        return topk_mask(abs_scores, ratio, floor)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
-        return grad, None
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        return grad, None, None
 
 
-def straight_through_mask(scores: Tensor, ratio: float) -> Tensor:
-    return _StraightThroughMask.apply(scores.abs(), ratio)
+def straight_through_mask(scores: Tensor, ratio: float, floor: bool = False) -> Tensor:
+    return _StraightThroughMask.apply(scores.abs(), ratio, floor)
 
 
 class Supermask(nn.Module):
     """A parametrization weight -> weight * M(scores). Scores init kaiming-uniform (a=sqrt(5)), as edge-popup."""
 
-    def __init__(self, weight: Tensor, ratio: float) -> None:
+    def __init__(self, weight: Tensor, ratio: float, floor: bool = False) -> None:
         super().__init__()
-        self.ratio = ratio
+        self.ratio, self.floor = ratio, floor
         self.scores = nn.Parameter(torch.empty_like(weight))
         nn.init.kaiming_uniform_(self.scores, a=math.sqrt(5))
 
     def forward(self, weight: Tensor) -> Tensor:
-        return weight * straight_through_mask(self.scores, self.ratio)
+        return weight * straight_through_mask(self.scores, self.ratio, self.floor)
 
     def mask(self) -> Tensor:
-        return topk_mask(self.scores, self.ratio)
+        return topk_mask(self.scores, self.ratio, self.floor)
 
 
 def _is_adapter(name: str) -> bool:
@@ -96,7 +101,7 @@ def restore_grad(model: nn.Module, flags: dict[str, bool]) -> None:
             p.requires_grad_(flags[name])
 
 
-def attach_supermasks(model: nn.Module, ratio: float, generator_seed: int) -> list[Supermask]:
+def attach_supermasks(model: nn.Module, ratio: float, generator_seed: int, floor: bool = False) -> list[Supermask]:
     """Put a Supermask on each MLP weight of a frozen model. Returns the masks (their scores train).
 
     Score init draws from a forked RNG seeded with ``generator_seed``: the caller's global RNG state is untouched.
@@ -108,7 +113,7 @@ def attach_supermasks(model: nn.Module, ratio: float, generator_seed: int) -> li
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(generator_seed)
         for _, module in targets:
-            sm = Supermask(module.weight.detach(), ratio).to(module.weight.device)
+            sm = Supermask(module.weight.detach(), ratio, floor).to(module.weight.device)
             parametrize.register_parametrization(module, "weight", sm, unsafe=True)
             masks.append(sm)
     return masks
