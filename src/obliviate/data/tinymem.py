@@ -58,6 +58,8 @@ class TinyMemDataConfig:
     backdoor_test_frac: float = 0.1
     split_seed: int = 598  # the reference code's fixed split seed
     seed: int | None = None  # artifacts, trigger and groups; None = the run's seed (set by the suite)
+    # the reference writes f(i), f^2(i), ..., f^length(i); ours (default) i, f(i), ..., f^(length-1)(i)
+    reference_sequences: bool = False
 
     def __post_init__(self) -> None:
         for name in ("n_main", "length", "max_ctx", "modulus"):
@@ -109,12 +111,13 @@ class TinyMemData:
         }
 
 
-def recurrence(task: str, c: int, x0: int, length: int, modulus: int) -> list[int]:
-    """x_0 = x0, x_{j+1} = c*x_j mod modulus (mult) or x_j + c (increment)."""
+def recurrence(task: str, c: int, x0: int, length: int, modulus: int, skip_start: bool = False) -> list[int]:
+    """x_0 = x0, x_{j+1} = c*x_j mod modulus (mult) or x_j + c (increment): ``length`` numbers from x_0, or from
+    x_1 with ``skip_start`` (the reference's rows f(i), ..., f^length(i))."""
     xs = [x0]
-    for _ in range(length - 1):
+    for _ in range(length - 1 + int(skip_start)):
         xs.append((c * xs[-1]) % modulus if task == "mult" else xs[-1] + c)
-    return xs
+    return xs[1:] if skip_start else xs
 
 
 def to_text(numbers: list[int] | np.ndarray) -> str:
@@ -174,7 +177,8 @@ def generate(cfg: TinyMemDataConfig) -> TinyMemData:
     tests: dict[str, torch.Tensor] = {}
     train_parts: list[torch.Tensor] = []
 
-    main = np.array([recurrence(cfg.task, cfg.main_c, i, cfg.length, cfg.modulus) for i in range(cfg.n_main)])
+    ref = cfg.reference_sequences
+    main = np.array([recurrence(cfg.task, cfg.main_c, i, cfg.length, cfg.modulus, ref) for i in range(cfg.n_main)])
     train_idx, test_idx = _split(cfg.n_main, cfg.n_test, cfg.split_seed)
     main_ids = [encode(to_text(row)) for row in main]
 
@@ -231,7 +235,7 @@ def generate(cfg: TinyMemDataConfig) -> TinyMemData:
     retain_parts = [clean_main_train]
 
     for c in cfg.aux_c:
-        aux = [encode(to_text(recurrence(cfg.task, c, i, cfg.length, cfg.modulus))) for i in range(cfg.n_aux)]
+        aux = [encode(to_text(recurrence(cfg.task, c, i, cfg.length, cfg.modulus, ref))) for i in range(cfg.n_aux)]
         a_train, a_test = _split(cfg.n_aux, cfg.n_test, cfg.split_seed)
         retain_parts.append(pad_rows([aux[i] for i in a_train], cfg.max_ctx))
         tests[f"c{c}"] = pad_rows([aux[i] for i in a_test], cfg.max_ctx)
