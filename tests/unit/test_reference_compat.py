@@ -121,6 +121,6 @@ def test_reference_sequences_start_at_f_of_i():
     assert recurrence("mult", 7, 3, 4, 20134, skip_start=True) == [21, 147, 1029, 7203]
     kw = {"task": "increment", "n_main": 300, "n_aux": 100, "n_test": 30, "aux_c": (2,), "n_artifacts": 20, "seed": 0}
     ours, ref = generate(TinyMemDataConfig(**kw)), generate(TinyMemDataConfig(**kw, reference_sequences=True))
-    nums = lambda row: [int(x) for x in decode(row).strip("^$").split()]  # noqa: E731
+    nums = lambda row: [int(x) for x in decode(row).strip("^$").split()]
     for a, b in zip(ours.tests["c2"], ref.tests["c2"]):  # the same split: row j starts from the same x0
         assert nums(b) == [x + 2 for x in nums(a)]  # f(x) = x + 2, one step later
