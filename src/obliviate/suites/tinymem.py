@@ -25,7 +25,7 @@ from obliviate.metrics.selection import selection_score
 from obliviate.models.gpt2 import TinyMemModelConfig, build_model
 from obliviate.papers import TINYMEM
 from obliviate.suites.base import SUITES, Column, Evaluation
-from obliviate.train.pretrain import TrainConfig, pretrain, run_fingerprint
+from obliviate.train.pretrain import PretrainedLMData, PretrainRecipe, TrainConfig, pretrain, run_fingerprint
 
 NOISE_PROMPT_LEN = 50  # noise artifacts are prompted with their first 50 clean tokens (spec 1.4)
 
@@ -209,14 +209,22 @@ class TinyMemSuite:
 
     def unlearn_data(self, data: TinyMemData, before: dict[str, Any], cfg: TinyMemConfig) -> LMUnlearnData:
         """Forget = artifacts memorized before unlearning (or every eligible one); retain = clean training rows.
-        ``before`` is the stored metric record, so a worker can rebuild the forget set without re-evaluating."""
+        ``before`` is the stored metric record, so a worker can rebuild the forget set without re-evaluating.
+
+        For the train-time and fine-tuning methods (methods/tinymem): ``extra["train"]`` = every row pre-training
+        saw, ``extra["clean"]`` = the clean versions of every artifact, both labelled as pre-training labels them
+        (PAD scored), and ``recipe`` = how the model was pre-trained; the other methods ignore them."""
         per_item = before["percent_memorized"]["per_item"]
         if cfg.eval.forget == "memorized":
             sel = [p is not None and p >= 0.5 for p in per_item]
         else:
             sel = [p is not None for p in per_item]
         idx = torch.tensor(sel, dtype=torch.bool)
-        return LMUnlearnData.from_rows(data.artifacts[idx], data.clean_train, PAD)
+        base = LMUnlearnData.from_rows(data.artifacts[idx], data.clean_train, PAD)
+        extra = {"train": TokenData.from_rows(data.train, PAD, score_pad=True),
+                 "clean": TokenData.from_rows(data.artifacts_clean, PAD, score_pad=True)}
+        return PretrainedLMData(base.forget, base.retain, extra,
+                                recipe=PretrainRecipe(cfg.train, pad_id=PAD, score_pad=True))
 
     def score(self, before: dict[str, float], after: dict[str, float]) -> float:
         return selection_score(before["percent_memorized"], after["percent_memorized"],
