@@ -150,3 +150,24 @@ def residual_memorization(model: nn.Module, artifacts: Tensor, clean: Tensor, pr
             "per_item": {"continuation_loss": items(loss, el), "token_rank": items(rank, el),
                          "sampled": items(sampled.float(), el),
                          "heldout_continuation_loss": items(h_loss, hel), "heldout_token_rank": items(h_rank, hel)}}
+
+
+def residual_for_data(model: nn.Module, data: Any, eval_cfg: Any, pad_id: int) -> dict[str, Any]:
+    """:func:`residual_memorization` of a TinyMem-style dataset (artifacts, held-out artifacts, groups) with a suite's
+    eval section (``k``, ``n_samples``, ``temperature``, ``sample_seed``, ``batch_size``)."""
+    e = eval_cfg
+    return residual_memorization(model, data.artifacts, data.artifacts_clean, data.prompt_len, data.artifact_group,
+                                 data.heldout, data.heldout_clean, data.heldout_prompt_len, data.group_names, pad_id,
+                                 ResidualConfig(k=e.k, n_samples=e.n_samples, temperature=e.temperature,
+                                                seed=e.sample_seed, batch_size=e.batch_size))
+
+
+def residual_scalars(res: dict[str, Any]) -> dict[str, float]:
+    """The flat numbers of a :func:`residual_memorization` record (overall, ``<key>_<group>``, held-out)."""
+    out: dict[str, float] = {}
+    for key in ("loss_auc", "sampled_extraction", "token_rank", "continuation_loss"):
+        out[key] = res[key]
+        out.update({f"{key}_{g}": v[key] for g, v in res["by_group"].items()})
+    out["heldout_memorized"] = res["heldout"]["percent_memorized"]
+    out["heldout_continuation_loss"] = res["heldout"]["continuation_loss"]
+    return out

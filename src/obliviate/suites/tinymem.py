@@ -188,24 +188,12 @@ class TinyMemSuite:
                    "percent_correct": cor.value, **{f"acc_{k}": v.value for k, v in accs.items()},
                    "mean_accuracy": mean_acc}
         if cfg.eval.residual and data.heldout is not None:
-            res = self._residual(model, data, cfg)
+            from obliviate.metrics.residual import residual_for_data, residual_scalars
+
+            res = residual_for_data(model, data, cfg.eval, PAD)
             metrics["residual"] = res
-            for key in ("loss_auc", "sampled_extraction", "token_rank", "continuation_loss"):
-                scalars[key] = res[key]
-                scalars.update({f"{key}_{g}": v[key] for g, v in res["by_group"].items()})
-            scalars["heldout_memorized"] = res["heldout"]["percent_memorized"]
-            scalars["heldout_continuation_loss"] = res["heldout"]["continuation_loss"]
+            scalars.update(residual_scalars(res))
         return Evaluation(metrics, scalars)
-
-    def _residual(self, model: nn.Module, data: TinyMemData, cfg: TinyMemConfig) -> dict[str, Any]:
-        from obliviate.metrics.residual import ResidualConfig, residual_memorization
-
-        e = cfg.eval
-        assert data.heldout is not None and data.heldout_clean is not None and data.heldout_prompt_len is not None
-        return residual_memorization(model, data.artifacts, data.artifacts_clean, data.prompt_len, data.artifact_group,
-                                     data.heldout, data.heldout_clean, data.heldout_prompt_len, data.group_names, PAD,
-                                     ResidualConfig(k=e.k, n_samples=e.n_samples, temperature=e.temperature,
-                                                    seed=e.sample_seed, batch_size=e.batch_size))
 
     def unlearn_data(self, data: TinyMemData, before: dict[str, Any], cfg: TinyMemConfig) -> LMUnlearnData:
         """Forget = artifacts memorized before unlearning (or every eligible one); retain = clean training rows.
