@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_topics.add_parser(sub)
     cli_alternates.add_parser(sub)
     cli_harness.add_parser(sub)
+    from obliviate import cli_canaries
+
+    cli_canaries.add_parser(sub)  # sets args.handler
     return parser
 
 
@@ -139,6 +142,8 @@ def _trained_run(args: argparse.Namespace, overrides: list[str]) -> tuple[Any, A
 
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "handler", None) is not None:  # subcommands that name their own handler (add_parser)
+        return args.handler(args)
     if args.command == "list":
         return _list(args.what)
     if args.command == "report":
@@ -255,6 +260,11 @@ def _bench(args: argparse.Namespace, progress: bool) -> int:
     _preset_as_suite(args)
     if args.suite and args.suite_name and args.suite != args.suite_name:
         raise ObliviateError(f"two suites given: {args.suite_name!r} and --suite {args.suite!r}")
+    if args.preset is None and args.config is None:  # a suite's bench may default to a bigger preset than its demo
+        from obliviate.suites import SUITES
+
+        suite = SUITES.get(args.suite_name or args.suite or "tinymem")
+        args.preset = getattr(suite, "bench_preset", None) or suite.default_preset
     run_cfg = _load(args)
     if args.method:
         run_cfg = _only_methods(run_cfg, args.method, keep_selection=True)
@@ -302,8 +312,9 @@ def _list(what: str) -> int:
         print("suites:")
         for name in SUITES.names():
             s = SUITES.get(name)
+            bench = getattr(s, "bench_preset", None)
             print(f"  {name} v{s.VERSION}  family {s.family}, presets: {', '.join(preset_names(name))} "
-                  f"(default {s.default_preset})")
+                  f"(default {s.default_preset}{f'; bench: {bench}' if bench else ''})")
     if what in ("all", "presets"):
         print("presets:")
         for name in preset_names():

@@ -124,3 +124,55 @@ def test_reference_sequences_start_at_f_of_i():
     nums = lambda row: [int(x) for x in decode(row).strip("^$").split()]
     for a, b in zip(ours.tests["c2"], ref.tests["c2"]):  # the same split: row j starts from the same x0
         assert nums(b) == [x + 2 for x in nums(a)]  # f(x) = x + 2, one step later
+
+
+class Unigram(nn.Module):
+    """A trainable model whose every position predicts softmax(``logits``)."""
+
+    def __init__(self, probs):
+        super().__init__()
+        self.logits = nn.Parameter(torch.tensor(probs).log())
+
+    def forward(self, input_ids, **kw):
+        return SimpleNamespace(logits=self.logits.expand(*input_ids.shape, -1))
+
+
+@pytest.mark.parametrize("trim_padding", [True, False])
+def test_training_loss_over_every_position_without_trim_padding(trim_padding):
+    from obliviate.families.lm import TokenData
+    from obliviate.train.pretrain import PretrainRecipe, TrainConfig, pretrain
+
+    probs = [0.0] * 14
+    probs[1], probs[PAD], probs[0] = 0.2, 0.5, 0.3
+    rows = torch.tensor([[0, 1, PAD, PAD, PAD], [0, PAD, PAD, PAD, PAD]])
+    cfg = TrainConfig(epochs=1, batch_size=2, lr=1e-9, trim_padding=trim_padding)
+    stats = pretrain(Unigram(probs), TokenData.from_rows(rows, PAD, score_pad=True), cfg, seed=0, progress=False,
+                     trim=PretrainRecipe(cfg, pad_id=PAD).trim())
+    a, b = math.log(0.2), math.log(0.5)
+    # trimmed: trailing all-PAD columns dropped but one -> width 3, targets (1, PAD) and (PAD, PAD);
+    # the reference: all 4 targets of each row, PAD -> PAD included
+    want = -(a + 3 * b) / 4 if trim_padding else -(a + 7 * b) / 8
+    assert stats.final_loss == pytest.approx(want, rel=1e-6)
+    assert (PretrainRecipe(cfg, pad_id=PAD).trim() is None) == (not trim_padding)
+
+
+@pytest.mark.parametrize("retain", ["clean", "reference"])
+def test_reference_retain_set_adds_every_artifact_row(retain):
+    from obliviate.config import apply_overrides
+    from obliviate.presets import preset_dict
+    from obliviate.runconfig import run_config_from_dict
+    from obliviate.suites import SUITES
+
+    run = run_config_from_dict(apply_overrides(preset_dict("tinymem-micro"), [f"eval.retain={retain}"]))
+    suite = SUITES.get("tinymem")
+    data = suite.build_data(run.suite_config, 0)
+    n = len(data.artifacts)
+    before = {"percent_memorized": {"per_item": [1.0, 0.0] * (n // 2) + [1.0] * (n % 2)}}
+    ud = suite.unlearn_data(data, before, run.suite_config)
+    assert len(ud.forget) == (n + 1) // 2
+    clean = len(data.clean_train)
+    assert len(ud.retain) == (clean + n if retain == "reference" else clean)
+    assert torch.equal(ud.retain.input_ids[:clean], data.clean_train)
+    if retain == "reference":  # every trained artifact row once (not its duplicates), as trained
+        assert torch.equal(ud.retain.input_ids[clean:], data.artifacts)
+        assert len(data.train) > clean + n  # duplicated groups: the training rows repeat artifacts

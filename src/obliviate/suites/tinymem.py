@@ -17,7 +17,7 @@ from torch import nn
 from obliviate.config import to_dict
 from obliviate.data.tinymem import EOS, PAD, TinyMemData, TinyMemDataConfig, generate
 from obliviate.errors import ObliviateError
-from obliviate.families.lm import LMUnlearnData, TokenData, drop_trailing_token_columns
+from obliviate.families.lm import LMUnlearnData, TokenData
 from obliviate.io import hash_model, hash_tensors, load_causal_lm, save_pretrained_atomic, source_hash
 from obliviate.metrics.lm_quality import accuracy
 from obliviate.metrics.memorization import percent_memorized
@@ -35,6 +35,9 @@ class EvalConfig:
     k: int = 50  # continuation tokens compared (prompt length comes from the data: 50 for noise)
     batch_size: int = 256
     forget: Literal["memorized", "all"] = "memorized"  # forget set: artifacts memorized before unlearning, or all
+    # retain set: the clean training rows (main + auxiliary), or as the reference: those plus every artifact row
+    # (once each, as trained: noised / triggered) -- the reference's retain list includes its noise data
+    retain: Literal["clean", "reference"] = "clean"
     # "is it really gone?" (metrics/residual.py): loss AUC vs held-out artifacts, extraction under sampling, rank
     residual: bool = True
     # decode % memorized as the reference (min_length = max_ctx bans EOS: rows ending inside the window never count)
@@ -46,9 +49,19 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.k <= 0 or self.batch_size <= 0:
             raise ObliviateError(f"eval.k and eval.batch_size must be > 0, got {self.k}, {self.batch_size}")
+        if self.retain not in ("clean", "reference"):
+            raise ObliviateError(f"eval.retain must be 'clean' or 'reference', got {self.retain!r}")
         if self.n_samples < 1 or self.temperature <= 0:
             raise ObliviateError(f"eval.n_samples must be >= 1 and eval.temperature > 0, got {self.n_samples}, "
                                  f"{self.temperature}")
+
+
+def retain_rows(data: Any, e: EvalConfig) -> torch.Tensor:
+    """The retain rows of ``eval.retain``: the clean training rows, or (``reference``) those followed by every
+    artifact row once, as trained (the reference's retain list: clean c7 + aux train + its noise data)."""
+    if e.retain == "reference":
+        return torch.cat([data.clean_train, data.artifacts])
+    return data.clean_train
 
 
 @dataclass(frozen=True)
@@ -76,7 +89,8 @@ class TinyMemSuite:
     family = "lm"
     paper = TINYMEM
     config_cls = TinyMemConfig
-    default_preset = "tinymem-cpu"
+    default_preset = "tinymem-cpu"  # demo, train, unlearn
+    bench_preset = "tinymem-bench"  # `obliviate bench tinymem`: all 17 methods
     score_rule = "min (mem_after-mem_before)/mem_before - (acc_after-acc_before)/acc_before (the paper's score)"
 
     # --- data ---------------------------------------------------------------------------------------------
@@ -151,10 +165,11 @@ class TinyMemSuite:
 
     def train(self, model: nn.Module, data: TinyMemData, cfg: TinyMemConfig, seed: int, out_dir: Path | None,
               fresh: bool, progress: bool) -> dict[str, Any]:
-        """Pre-train on every row, PAD targets included (reference); trailing all-PAD columns skipped (deviation)."""
+        """Pre-train on every row, PAD targets included (reference); trailing all-PAD columns skipped (deviation;
+        ``train.trim_padding: false`` averages over every position as the reference)."""
         stats = pretrain(model, TokenData.from_rows(data.train, PAD, score_pad=True), cfg.train, seed,
                          out_dir=out_dir, progress=progress, fingerprint=self.train_fingerprint(cfg, seed),
-                         fresh=fresh, trim=lambda b: drop_trailing_token_columns(b, PAD, keep=1))
+                         fresh=fresh, trim=PretrainRecipe(cfg.train, pad_id=PAD).trim())
         return {"epochs_run": stats.epochs_run, "resumed_from_epoch": stats.resumed_from_epoch,
                 "final_loss": stats.final_loss, "tokens": stats.tokens, "tokens_per_s": stats.tokens_per_s,
                 "history": stats.history}
@@ -196,7 +211,8 @@ class TinyMemSuite:
         return Evaluation(metrics, scalars)
 
     def unlearn_data(self, data: TinyMemData, before: dict[str, Any], cfg: TinyMemConfig) -> LMUnlearnData:
-        """Forget = artifacts memorized before unlearning (or every eligible one); retain = clean training rows.
+        """Forget = artifacts memorized before unlearning (or every eligible one); retain = clean training rows
+        (``eval.retain: reference``: plus every artifact row, as the reference).
         ``before`` is the stored metric record, so a worker can rebuild the forget set without re-evaluating.
 
         For the train-time and fine-tuning methods (methods/tinymem): ``extra["train"]`` = every row pre-training
@@ -208,7 +224,7 @@ class TinyMemSuite:
         else:
             sel = [p is not None for p in per_item]
         idx = torch.tensor(sel, dtype=torch.bool)
-        base = LMUnlearnData.from_rows(data.artifacts[idx], data.clean_train, PAD)
+        base = LMUnlearnData.from_rows(data.artifacts[idx], retain_rows(data, cfg.eval), PAD)
         extra = {"train": TokenData.from_rows(data.train, PAD, score_pad=True),
                  "clean": TokenData.from_rows(data.artifacts_clean, PAD, score_pad=True)}
         return PretrainedLMData(base.forget, base.retain, extra,

@@ -19,7 +19,7 @@ from torch import nn
 
 from obliviate.data.tinymem_lang import LangData, LangDataConfig, generate_language
 from obliviate.errors import ObliviateError
-from obliviate.families.lm import LMUnlearnData, TokenData, drop_trailing_token_columns
+from obliviate.families.lm import LMUnlearnData, TokenData
 from obliviate.io import load_causal_lm, save_pretrained_atomic
 from obliviate.metrics.lm_quality import perplexity
 from obliviate.metrics.memorization import percent_memorized
@@ -27,8 +27,8 @@ from obliviate.metrics.selection import selection_score
 from obliviate.models.gpt2 import TinyMemModelConfig
 from obliviate.papers import TINYMEM
 from obliviate.suites.base import SUITES, Column, Evaluation
-from obliviate.suites.tinymem import EvalConfig, TinyMemSuite
-from obliviate.train.pretrain import TrainConfig, pretrain
+from obliviate.suites.tinymem import EvalConfig, TinyMemSuite, retain_rows
+from obliviate.train.pretrain import PretrainedLMData, PretrainRecipe, TrainConfig, pretrain
 
 PERPLEXITIES = ("masked", "reference")
 
@@ -89,6 +89,7 @@ class TinyMemLangSuite(TinyMemSuite):
     paper = TINYMEM
     config_cls = TinyMemLangConfig
     default_preset = "tinymem-lang-cpu"
+    bench_preset = "tinymem-lang-cpu"  # not the math suite's
     score_rule = ("min (mem_after-mem_before)/mem_before + (ppl_after-ppl_before)/ppl_before "
                   "(the paper's language score)")
 
@@ -163,7 +164,7 @@ class TinyMemLangSuite(TinyMemSuite):
         training row has PAD), trailing all-PAD columns skipped as in the math suite."""
         stats = pretrain(model, TokenData.from_rows(data.train, data.pad_id, score_pad=True), cfg.train, seed,
                          out_dir=out_dir, progress=progress, fingerprint=self.train_fingerprint(cfg, seed),
-                         fresh=fresh, trim=lambda b: drop_trailing_token_columns(b, data.pad_id, keep=1))
+                         fresh=fresh, trim=PretrainRecipe(cfg.train, pad_id=data.pad_id).trim())
         return {"epochs_run": stats.epochs_run, "resumed_from_epoch": stats.resumed_from_epoch,
                 "final_loss": stats.final_loss, "tokens": stats.tokens, "tokens_per_s": stats.tokens_per_s,
                 "history": stats.history}
@@ -223,11 +224,9 @@ class TinyMemLangSuite(TinyMemSuite):
 
     def unlearn_data(self, data: LangData, before: dict[str, Any], cfg: TinyMemLangConfig) -> LMUnlearnData:
         """As the math suite's, with the tokenizer's PAD: forget = artifacts memorized before unlearning
-        (``eval.forget: all``: every eligible one); retain = the clean training rows; for the train-time and
+        (``eval.forget: all``: every eligible one); retain = the clean training rows (``eval.retain``); for the train-time and
         fine-tuning methods ``extra["train"]`` (every pre-training row), ``extra["clean"]`` (the artifacts' clean
         versions), both PAD-scored as in pre-training, and the pre-training ``recipe``."""
-        from obliviate.train.pretrain import PretrainedLMData, PretrainRecipe
-
         per_item = before["percent_memorized"]["per_item"]
         keep = (lambda p: p is not None and p >= 0.5) if cfg.eval.forget == "memorized" else (lambda p: p is not None)
         idx = torch.tensor([keep(p) for p in per_item], dtype=torch.bool)
@@ -235,7 +234,7 @@ class TinyMemLangSuite(TinyMemSuite):
             raise ObliviateError(f"no artifact is {'memorized' if cfg.eval.forget == 'memorized' else 'eligible'}: "
                                  "nothing to forget (train longer, or set eval.forget=all)")
         pad = data.pad_id
-        base = LMUnlearnData.from_rows(data.artifacts[idx], data.clean_train, pad)
+        base = LMUnlearnData.from_rows(data.artifacts[idx], retain_rows(data, cfg.eval), pad)
         extra = {"train": TokenData.from_rows(data.train, pad, score_pad=True),
                  "clean": TokenData.from_rows(data.artifacts_clean, pad, score_pad=True)}
         return PretrainedLMData(base.forget, base.retain, extra,

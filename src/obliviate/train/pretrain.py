@@ -46,6 +46,9 @@ class TrainConfig(OptimConfig):
     batch_size: int = 128
     checkpoint_every: int = 50  # epochs
     keep_checkpoints: int = 2  # older periodic checkpoints are deleted after a newer one is safely written
+    # suites with PAD-padded rows (TinyMem): skip a batch's trailing all-PAD columns (faster; the loss then averages
+    # fewer PAD->PAD positions). False: the reference's loss, the mean over all max_ctx - 1 positions of every row
+    trim_padding: bool = True
     # a train-time memorization regularizer (train/regularizers.py); "none" = the plain loss, same bits as without
     regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
 
@@ -107,7 +110,7 @@ class PretrainRecipe:
     score_pad: bool = False
 
     def trim(self) -> Callable[[LMBatch], LMBatch] | None:
-        pad = self.pad_id
+        pad = self.pad_id if self.train.trim_padding else None
         return None if pad is None else (lambda b: drop_trailing_token_columns(b, pad, keep=1))
 
     def rows(self, split: TokenData) -> TokenData:
