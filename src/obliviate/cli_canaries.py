@@ -36,20 +36,16 @@ def add_parser(sub: Any) -> None:
                    f"{C.template!r})")
     t = p.add_argument_group("planting and measuring")
     t.add_argument("--plant-steps", type=int, help=f"fine-tune steps (default: {C.plant_epochs:g} epochs)")
-    t.add_argument("--plant-epochs", type=float, default=C.plant_epochs, help="fine-tune epochs (default "
-                   f"{C.plant_epochs:g})")
-    t.add_argument("--plant-lr", type=float, default=C.plant_lr, help=f"AdamW learning rate (default {C.plant_lr:g})")
-    t.add_argument("--plant-batch-size", type=int, default=C.plant_batch_size, help="rows per step (default "
-                   f"{C.plant_batch_size})")
-    t.add_argument("--train-passages", type=int, default=C.train_passages, help="text passages to plant into "
-                   f"(default {C.train_passages})")
-    t.add_argument("--heldout-passages", type=int, default=C.heldout_passages, help="passages for held-out "
-                   f"perplexity (default {C.heldout_passages})")
-    t.add_argument("--max-length", type=int, default=C.max_length, help=f"tokens per row (default {C.max_length})")
-    t.add_argument("--samples", type=int, default=C.exposure_samples, help="candidates sampled to estimate exposure "
-                   f"(default {C.exposure_samples})")
-    t.add_argument("--exact-limit", type=int, default=C.exact_limit, help="rank among all candidates when there are "
-                   f"at most this many (default {C.exact_limit})")
+    for flag, field, kind, what in (
+            ("--plant-epochs", "plant_epochs", float, "fine-tune epochs"),
+            ("--plant-lr", "plant_lr", float, "AdamW learning rate"),
+            ("--plant-batch-size", "plant_batch_size", int, "rows per step"),
+            ("--train-passages", "train_passages", int, "text passages to plant into"),
+            ("--heldout-passages", "heldout_passages", int, "passages for held-out perplexity"),
+            ("--max-length", "max_length", int, "tokens per row"),
+            ("--samples", "exposure_samples", int, "candidates sampled to estimate exposure"),
+            ("--exact-limit", "exact_limit", int, "rank among all candidates when there are at most this many")):
+        t.add_argument(flag, type=kind, default=getattr(C, field), help=f"{what} (default {getattr(C, field):g})")
     t.add_argument("--skip-original", action="store_true", help="do not measure the model before planting")
     t.add_argument("--save-models", action="store_true", help="save each method's model to OUT/methods/NAME")
     p.add_argument("--seed", type=int, default=0, help="default 0")

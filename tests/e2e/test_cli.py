@@ -153,7 +153,7 @@ def test_unknown_method_on_unlearn(trained, capsys):
 def test_list_groups_methods_by_family_and_shows_suites(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for needle in ("lm:", "balanced_subnet", "Sakarvadia et al. (2024)", "tinymem v1.2", "tinymem-cpu", "grad_ascent",
+    for needle in ("lm:", "balanced_subnet", "Sakarvadia et al. (2024)", "tinymem v1.3", "tinymem-cpu", "grad_ascent",
                    "percent_memorized"):
         assert needle in out
 

@@ -176,3 +176,22 @@ def test_reference_retain_set_adds_every_artifact_row(retain):
     if retain == "reference":  # every trained artifact row once (not its duplicates), as trained
         assert torch.equal(ud.retain.input_ids[clean:], data.artifacts)
         assert len(data.train) > clean + n  # duplicated groups: the training rows repeat artifacts
+
+
+def test_backdoor_clean_test_set_is_reported_but_not_in_the_mean_accuracy():
+    from obliviate.config import apply_overrides
+    from obliviate.presets import preset_dict
+    from obliviate.runconfig import run_config_from_dict
+    from obliviate.suites import SUITES
+
+    sets = ["data.artifact=backdoor", "eval.residual=false", "data.n_main=1500"]
+    run = run_config_from_dict(apply_overrides(preset_dict("tinymem-micro"), sets))
+    suite = SUITES.get("tinymem")
+    data = suite.build_data(run.suite_config, 0)
+    assert "backdoor_clean" in data.tests
+    torch.manual_seed(0)
+    model = suite.new_model(run.suite_config, 0, torch.device("cpu"))
+    sc = suite.evaluate(model, data, run.suite_config).scalars
+    clean = [sc[f"acc_c{c}"] for c in (7, *run.suite_config.data.aux_c)]
+    assert sc["mean_accuracy"] == pytest.approx(sum(clean) / len(clean))
+    assert "acc_backdoor_clean" in sc and sc["acc_backdoor_clean"] != pytest.approx(sc["mean_accuracy"])

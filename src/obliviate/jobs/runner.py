@@ -89,12 +89,15 @@ def run_bench(run: Any, seeds: tuple[int, ...], out: Path, executor: Any, overwr
     header = study_header(run, seeds, "bench")
     header["executor"] = {"name": executor.name, "workers": executor.workers, "threads_per_job": threads}
 
-    # phase 1: one base model per seed
-    tspecs = {s: train_spec(run, s, threads, device) for s in seeds}
+    # phase 1: one base model per seed; with fewer seeds than local workers, the idle workers' cores go to training
+    train_threads = threads * max(1, executor.workers // len(seeds)) if executor.name == "process" else threads
+    header["executor"]["train_threads"] = train_threads
+    tspecs = {s: train_spec(run, s, train_threads, device) for s in seeds}
     tkeys = {s: job_key(spec) for s, spec in tspecs.items()}
     quiet = executor.name != "inline"
     _run_jobs(store, executor, execute_train,
-              [(tkeys[s], f"seed {s}", {"spec": tspecs[s], "quiet": quiet}) for s in seeds], "train", say)
+              [(tkeys[s], f"seed {s}", {"spec": tspecs[s], "quiet": quiet}) for s in seeds], "train", say,
+              train_threads)
     base = {s: store.get(tkeys[s]) for s in seeds}
 
     # phase 2: every method x grid point x seed
@@ -141,7 +144,7 @@ def _point(run: Any, method: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_jobs(store: Any, executor: Any, fn: Any, jobs: list[tuple[str, str, dict[str, Any]]], what: str,
-              say: Say) -> None:
+              say: Say, threads: int | None = None) -> None:
     """Run the jobs whose key is not in the store yet; store each result as it arrives (so a kill loses only
     the jobs in flight). ``jobs``: (key, label for progress lines, payload with the spec)."""
     todo = [job for job in jobs if store.get(job[0]) is None]
@@ -152,7 +155,7 @@ def _run_jobs(store: Any, executor: Any, fn: Any, jobs: list[tuple[str, str, dic
     if not todo:
         return
     say(f"{what}: running {len(todo)} job(s) on {executor.name} ({executor.workers} worker(s), "
-        f"{executor.threads_per_job} thread(s) each)")
+        f"{threads or executor.threads_per_job} thread(s) each)")
     for n, (i, out) in enumerate(executor.map_unordered(fn, [p for _, _, p in todo]), 1):
         key, label, payload = todo[i]
         store.put(key, payload["spec"], out["result"], out.get("files") or None)

@@ -84,8 +84,8 @@ class TinyMemConfig:
 
 class TinyMemSuite:
     name = "tinymem"
-    VERSION = "1.2"  # 1.1: noise never writes negative numbers; data.seed follows the run seed by default; 1.2: held-out
-    # artifacts and the residual-memorization metrics
+    VERSION = "1.3"  # 1.1: noise never writes negative numbers; data.seed follows the run seed by default; 1.2: held-out
+    # artifacts and the residual-memorization metrics; 1.3: backdoor runs leave backdoor_clean out of the mean accuracy
     family = "lm"
     paper = TINYMEM
     config_cls = TinyMemConfig
@@ -191,7 +191,10 @@ class TinyMemSuite:
                                              batch_size=cfg.eval.batch_size, eos_id=EOS,
                                              reference_compatible=cfg.eval.reference_compatible)
         accs = {name: accuracy(model, rows, PAD, batch_size=cfg.eval.batch_size) for name, rows in data.tests.items()}
-        mean_acc = sum(v.value for v in accs.values()) / max(len(accs), 1)
+        # the backdoor's clean test set is reported but not averaged: removing the backdoor already scores in
+        # % memorized, and its clean rows would reward the removal a second time (the reference re-splits c7)
+        utility = [v.value for k, v in accs.items() if k != "backdoor_clean"]
+        mean_acc = sum(utility) / max(len(utility), 1)
         metrics = {
             "percent_memorized": {"value": mem.value, "by_group": mem.breakdown, "per_item": mem.per_item,
                                   "eligible": int(scores.eligible.sum())},
